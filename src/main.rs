@@ -1,0 +1,2 @@
+//! The `mugaika` command line.
+fn main() {}

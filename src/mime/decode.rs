@@ -1,0 +1,1 @@
+//! Streaming transfer decoders: base64 and quoted-printable. (Implementation in progress.)

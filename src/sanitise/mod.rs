@@ -1,0 +1,114 @@
+//! Sanitising: decide and apply an action for every part, as a [`mime::Sink`](crate::mime::Sink).
+//!
+//! The [`Sanitiser`] receives the parser's events and builds a [`CleanModel`]: the top-level
+//! header fields worth keeping (decoded), the body text (text/plain normalised, text/html
+//! converted, forwarded messages under a small header block) in a [`TextBuffer`] that spills to
+//! a temporary file past a memory budget, the attachments that survive (none until the CDR
+//! work lands: the per-part decision in `policy` is the extension point), and an [`Action`] for
+//! everything that was changed or removed. Pure functions over bytes; no network, and the only
+//! file I/O is the spill file.
+//!
+//! Layout: `policy` (what to do with a part), `text` (text/plain normalisation, encoded-block
+//! removal), `html` (HTML to text, bounded), `links` (link policy), `notice` (the notice text in
+//! Japanese or English), `buffer` (the spillable text buffer).
+
+use serde::Serialize;
+
+use crate::mime::header::Address;
+use crate::mime::Summary;
+
+/// What happened to (a piece of) the message, for the notice and the JSON report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// Index of the part in parse order (0 = the message itself).
+    pub part: usize,
+    pub kind: ActionKind,
+    /// The file name, decoded and made safe to show, if the part had one.
+    pub name: Option<String>,
+    /// The declared media type.
+    pub declared_type: String,
+    /// The type found by content (magic bytes), when known.
+    pub detected_type: Option<String>,
+    /// Why, in a short English phrase (the notice translates by `kind`).
+    pub reason: String,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// The kinds of action; the notice has a sentence for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// text/html turned into plain text.
+    HtmlConverted,
+    /// Links rewritten or removed by the link policy.
+    LinksRewritten,
+    /// multipart/alternative reduced to one text.
+    AlternativeReduced,
+    /// The signature of multipart/signed removed.
+    SignatureRemoved,
+    /// An encrypted (S/MIME, PGP) part removed.
+    EncryptedRemoved,
+    /// An attachment removed.
+    AttachmentRemoved,
+    /// An attachment kept as it is (only types that carry no active content).
+    AttachmentKept,
+    /// An attachment disarmed (CDR).
+    AttachmentDisarmed,
+    /// A uuencode, BinHex or base64 block inside text removed.
+    EncodedBlockRemoved,
+    /// Control characters or NULs removed from text.
+    ControlCharactersRemoved,
+    /// Text whose charset was missing or wrong, decoded by detection.
+    CharsetDetected,
+    /// A forwarded message (message/rfc822) sanitised and its text kept.
+    ForwardedMessage,
+    /// A part whose structure was damaged (parser flags), handled conservatively.
+    StructureRepaired,
+    /// Text that the output charset cannot hold, written in UTF-8 instead.
+    CharsetFallback,
+    /// A part dropped for another reason (oversize, limit, unknown encoding).
+    PartRemoved,
+}
+
+/// The top-level header fields that pass, decoded. Everything else is dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TopHeaders {
+    pub from: Vec<Address>,
+    pub sender: Vec<Address>,
+    pub reply_to: Vec<Address>,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    pub subject: Option<String>,
+    /// The Date field as written, if it is plain printable ASCII (re-checked by rebuild).
+    pub date: Option<String>,
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+}
+
+/// A surviving attachment, ready for rebuild. Empty until CDR lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAttachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Everything rebuild needs to write the clean message.
+#[derive(Debug)]
+pub struct CleanModel {
+    pub headers: TopHeaders,
+    /// The body text, UTF-8, LF line ends (rebuild writes CRLF). The notice is not in it.
+    pub text: TextBuffer,
+    pub attachments: Vec<KeptAttachment>,
+    pub actions: Vec<Action>,
+    pub parse: Summary,
+}
+
+/// Placeholder until the buffer module lands: UTF-8 text in memory or spilled to a file.
+#[derive(Debug, Default)]
+pub struct TextBuffer {
+    mem: String,
+}
