@@ -68,7 +68,10 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: vec!["127.0.0.1:2525".parse().expect("literal address")],
             hostname: default_hostname(),
-            allowed_clients: vec!["127.0.0.0/8".parse().expect("literal net"), "::1/128".parse().expect("literal net")],
+            allowed_clients: vec![
+                "127.0.0.0/8".parse().expect("literal net"),
+                "::1/128".parse().expect("literal net"),
+            ],
             relay_domains: Vec::new(),
             max_message_size: ByteSize(50 << 20),
             bare_lf: BareLf::Reject,
@@ -403,8 +406,14 @@ impl Config {
         if s.listen.is_empty() {
             return bad("server.listen: at least one address is required".into());
         }
-        if s.hostname.is_empty() || !s.hostname.is_ascii() || s.hostname.contains(char::is_whitespace) {
-            return bad(format!("server.hostname: {:?} is not a host name", s.hostname));
+        if s.hostname.is_empty()
+            || !s.hostname.is_ascii()
+            || s.hostname.contains(char::is_whitespace)
+        {
+            return bad(format!(
+                "server.hostname: {:?} is not a host name",
+                s.hostname
+            ));
         }
         if s.max_message_size.0 < 1024 {
             return bad("server.max_message_size: must be at least 1KiB".into());
@@ -435,7 +444,9 @@ impl Config {
             return bad("delivery.concurrency: must be at least 1".into());
         }
         if d.auth_user.is_some() != d.auth_password_file.is_some() {
-            return bad("delivery.auth_user and delivery.auth_password_file must be given together".into());
+            return bad(
+                "delivery.auth_user and delivery.auth_password_file must be given together".into(),
+            );
         }
         let z = &self.sanitize;
         if z.subject_tag.chars().any(|c| c.is_control()) {
@@ -451,7 +462,11 @@ impl Config {
             ("pdf", a.pdf, &[A::Remove, A::Disarm, A::Rasterize, A::Text]),
             ("office", a.office, &[A::Remove, A::Disarm, A::Text]),
             ("archive", a.archive, &[A::Remove, A::Inspect]),
-            ("encrypted_archive", a.encrypted_archive, &[A::Remove, A::Quarantine]),
+            (
+                "encrypted_archive",
+                a.encrypted_archive,
+                &[A::Remove, A::Quarantine],
+            ),
             ("other", a.other, &[A::Remove]),
         ];
         for (key, value, ok) in allowed {
@@ -465,7 +480,12 @@ impl Config {
             }
         }
         let m = &self.mime;
-        if m.max_depth == 0 || m.max_parts == 0 || m.max_boundary_length < 70 || m.max_header_size.0 < 1024 || m.max_line_length.0 < 1000 {
+        if m.max_depth == 0
+            || m.max_parts == 0
+            || m.max_boundary_length < 70
+            || m.max_header_size.0 < 1024
+            || m.max_line_length.0 < 1000
+        {
             return bad("mime: max_depth and max_parts must be at least 1, max_boundary_length at least 70, max_header_size at least 1KiB, max_line_length at least 1000".into());
         }
         Ok(())
@@ -474,8 +494,12 @@ impl Config {
 
 fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
     match value.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => Ok(()),
-        _ => Err(ConfigError::Invalid(format!("{key}: {value:?} is not host:port"))),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(())
+        }
+        _ => Err(ConfigError::Invalid(format!(
+            "{key}: {value:?} is not host:port"
+        ))),
     }
 }
 
@@ -517,7 +541,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         other => return Err(format!("{s:?}: unknown unit {other:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses `"90s"`, `"5m"`, `"4h"`, `"5d"`, `"500ms"`.
@@ -525,14 +550,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         "d" => Duration::from_secs(n.saturating_mul(86400)),
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+            ))
+        }
     };
     Ok(d)
 }
@@ -565,7 +596,12 @@ pub struct Dur(pub Duration);
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, size) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
             if ms >= size && ms % size == 0 {
                 return write!(f, "{}{unit}", ms / size);
             }
@@ -609,9 +645,16 @@ mod tests {
         let mut default = toml::to_string(&Config::default()).unwrap();
         // hostname is machine-dependent in the defaults and a placeholder in the example.
         for s in [&mut parsed, &mut default] {
-            *s = s.lines().filter(|l| !l.starts_with("hostname")).collect::<Vec<_>>().join("\n");
+            *s = s
+                .lines()
+                .filter(|l| !l.starts_with("hostname"))
+                .collect::<Vec<_>>()
+                .join("\n");
         }
-        assert_eq!(parsed, default, "config/mugaika.toml documents a value different from the built-in default");
+        assert_eq!(
+            parsed, default,
+            "config/mugaika.toml documents a value different from the built-in default"
+        );
     }
 
     #[test]
@@ -621,7 +664,10 @@ mod tests {
         assert!(Config::parse("[sanitize.attachments]\nother = \"disarm\"\n").is_err());
         assert!(Config::parse("[server]\nmax_message_size = \"12 parsecs\"\n").is_err());
         assert!(Config::parse("[delivery]\nnext_hop = \"nohost\"\n").is_err());
-        let c = Config::parse("[server]\nmax_message_size = \"10MiB\"\n[delivery]\nretry = [\"30s\", \"2h\"]\n").unwrap();
+        let c = Config::parse(
+            "[server]\nmax_message_size = \"10MiB\"\n[delivery]\nretry = [\"30s\", \"2h\"]\n",
+        )
+        .unwrap();
         assert_eq!(c.server.max_message_size.0, 10 << 20);
         assert_eq!(c.delivery.retry[1].0, Duration::from_secs(7200));
     }

@@ -112,7 +112,11 @@ impl Flags {
     }
     /// The names of the flags that are set.
     pub fn names(self) -> Vec<&'static str> {
-        Flags::ALL.iter().filter(|(f, _)| self.contains(*f)).map(|(_, n)| *n).collect()
+        Flags::ALL
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+            .collect()
     }
 }
 
@@ -168,7 +172,10 @@ impl ContentType {
         }
     }
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn main_type(&self) -> &str {
         self.mime_type.split('/').next().unwrap_or("")
