@@ -20,3 +20,9 @@
 pub mod config;
 pub mod mime;
 pub mod sanitise;
+pub mod pipeline;
+pub mod rebuild;
+pub mod verify;
+pub mod smtp;
+pub mod spool;
+pub mod deliver;

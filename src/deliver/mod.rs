@@ -1,0 +1,1 @@
+//! Delivery to the next hop: queue manager, SMTP client, retries, DSN. (In progress.)

@@ -1,0 +1,1 @@
+//! The canonical clean-message writer. (Implementation in progress.)

@@ -1,0 +1,1 @@
+//! SMTP: the sans-I/O protocol layer (`proto`) and the tokio server (`server`). (In progress.)

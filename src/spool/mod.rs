@@ -1,0 +1,1 @@
+//! The durable spool of accepted messages. (In progress.)
