@@ -427,6 +427,16 @@ impl Config {
         if s.tls_cert.is_some() != s.tls_key.is_some() {
             return bad("server.tls_cert and server.tls_key must be given together".into());
         }
+        // An empty relay_domains means "any recipient domain". That is only safe while every
+        // allowed client is this machine itself; anything wider would make an open relay.
+        if s.relay_domains.is_empty() {
+            if let Some(net) = s.allowed_clients.iter().find(|n| !n.addr().is_loopback()) {
+                return bad(format!(
+                    "server.relay_domains is empty (any domain) but server.allowed_clients admits {net}: \
+                     name the domains mugaika relays for, or it would be an open relay"
+                ));
+            }
+        }
         for d in &s.relay_domains {
             if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
                 return bad(format!("server.relay_domains: {d:?} is not a domain"));
@@ -664,6 +674,12 @@ mod tests {
         assert!(Config::parse("[sanitize.attachments]\nother = \"disarm\"\n").is_err());
         assert!(Config::parse("[server]\nmax_message_size = \"12 parsecs\"\n").is_err());
         assert!(Config::parse("[delivery]\nnext_hop = \"nohost\"\n").is_err());
+        // Never an open relay: any-domain relaying only for loopback clients.
+        assert!(Config::parse("[server]\nallowed_clients = [\"0.0.0.0/0\"]\n").is_err());
+        assert!(Config::parse(
+            "[server]\nallowed_clients = [\"0.0.0.0/0\"]\nrelay_domains = [\"city.example.lg.jp\"]\n"
+        )
+        .is_ok());
         let c = Config::parse(
             "[server]\nmax_message_size = \"10MiB\"\n[delivery]\nretry = [\"30s\", \"2h\"]\n",
         )

@@ -1,2 +1,377 @@
-//! The `mugaika` command line.
-fn main() {}
+//! The `mugaika` command line: `serve`, `sanitize`, `check-config`, `queue`.
+//!
+//! Exit codes follow sysexits(3), because mail administrators script around them: 0 success,
+//! 64 usage, 65 (EX_DATAERR) a message refused by policy, 75 (EX_TEMPFAIL) an internal error or
+//! timeout, 78 (EX_CONFIG) a bad configuration. Every failure prints one line saying why.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use mugaika::config::{Config, LogFormat};
+use mugaika::pipeline::{self, Context, Report, SanitizeError};
+
+const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "mugaika", version, about = "Mail sanitisation (無害化) relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay (built-in defaults without --config).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Sanitise message files: one INPUT (or - for stdin) to -o FILE (or stdout), or several
+    /// files and directories to -o DIR.
+    Sanitize {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write: a file for one input (default stdout), a directory for several.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Write a JSON record of every action to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Message files or directories of them; `-` or nothing reads standard input.
+        inputs: Vec<PathBuf>,
+    },
+    /// Check a configuration file and print the problem, if any.
+    CheckConfig {
+        /// The file to check (or use --config).
+        file: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Inspect and manage the delivery queue.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// List queued messages with their recipients and states.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Make every queued message due for delivery now.
+    Flush {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Remove one queued message (it is not delivered and no bounce is sent).
+    Remove {
+        id: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // A panic anywhere is a temporary failure with a reason, never an abort with a backtrace
+    // that a wrapper script cannot interpret.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("mugaika: internal error: {info}");
+    }));
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(code) => code,
+        Err(_) => ExitCode::from(EX_TEMPFAIL),
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(&cfg);
+            match serve(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mugaika: {e:#}");
+                    ExitCode::from(EX_TEMPFAIL)
+                }
+            }
+        }
+        Command::Sanitize {
+            config,
+            output,
+            report,
+            inputs,
+        } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            sanitize(&cfg, &inputs, output.as_deref(), report.as_deref())
+        }
+        Command::CheckConfig { file, config } => {
+            let Some(path) = file.or(config) else {
+                eprintln!("mugaika: check-config needs a FILE");
+                return ExitCode::from(EX_USAGE);
+            };
+            match Config::load(&path) {
+                Ok(_) => {
+                    println!("{}: OK", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mugaika: {e}");
+                    ExitCode::from(EX_CONFIG)
+                }
+            }
+        }
+        Command::Queue { action } => queue(action),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::load_or_default(path).map_err(|e| {
+        eprintln!("mugaika: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let _ = cfg;
+    anyhow::bail!("serve is not available yet")
+}
+
+fn queue(action: QueueAction) -> ExitCode {
+    let _ = action;
+    eprintln!("mugaika: queue is not available yet");
+    ExitCode::from(EX_TEMPFAIL)
+}
+
+/// The outcome of one input, for the summary and the report.
+#[derive(serde::Serialize)]
+struct Outcome {
+    input: String,
+    output: Option<String>,
+    result: &'static str,
+    reason: Option<String>,
+    report: Option<Report>,
+}
+
+fn sanitize(
+    cfg: &Config,
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    report_path: Option<&Path>,
+) -> ExitCode {
+    let ctx = Context::default();
+    let stdin = [PathBuf::from("-")];
+    let inputs = if inputs.is_empty() {
+        &stdin[..]
+    } else {
+        inputs
+    };
+    let many = inputs.len() > 1 || inputs.iter().any(|p| p.is_dir());
+    let outcomes = if many {
+        let Some(dir) = output else {
+            eprintln!("mugaika: several inputs need -o DIR");
+            return ExitCode::from(EX_USAGE);
+        };
+        match sanitize_many(cfg, &ctx, inputs, dir) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("mugaika: {e:#}");
+                return ExitCode::from(EX_TEMPFAIL);
+            }
+        }
+    } else {
+        vec![sanitize_one(cfg, &ctx, &inputs[0], output)]
+    };
+
+    if let Some(path) = report_path {
+        let json = if many {
+            serde_json::to_string_pretty(&outcomes)
+        } else {
+            serde_json::to_string_pretty(&outcomes[0])
+        };
+        let written = json
+            .map_err(anyhow::Error::from)
+            .and_then(|j| write_atomically(path, j.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("mugaika: cannot write report {}: {e:#}", path.display());
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    }
+
+    let count = |r: &str| outcomes.iter().filter(|o| o.result == r).count();
+    let (ok, rejected, failed) = (count("sanitized"), count("rejected"), count("failed"));
+    if many {
+        eprintln!(
+            "mugaika: {} inputs: {ok} sanitized, {rejected} rejected, {failed} failed",
+            outcomes.len()
+        );
+    } else if let Some(reason) = &outcomes[0].reason {
+        eprintln!("mugaika: {}: {reason}", outcomes[0].input);
+    }
+    if failed > 0 {
+        ExitCode::from(EX_TEMPFAIL)
+    } else if rejected > 0 {
+        ExitCode::from(EX_DATAERR)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Sanitises one input to a file (written atomically) or to standard output.
+fn sanitize_one(cfg: &Config, ctx: &Context, input: &Path, output: Option<&Path>) -> Outcome {
+    let name = input.display().to_string();
+    let result = (|| -> Result<Report, SanitizeError> {
+        let internal = |e: std::io::Error| SanitizeError::Internal(e.to_string());
+        let (out_dir, final_path) = match output {
+            Some(p) if p != Path::new("-") => {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                (dir.unwrap_or(Path::new(".")).to_path_buf(), Some(p))
+            }
+            _ => (std::env::temp_dir(), None),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".mugaika-out-")
+            .tempfile_in(&out_dir)
+            .map_err(internal)?;
+        let report = if input == Path::new("-") {
+            pipeline::sanitize_reader(std::io::stdin().lock(), cfg, ctx, tmp.path())?
+        } else {
+            pipeline::sanitize_file(input, cfg, ctx, tmp.path())?
+        };
+        match final_path {
+            Some(p) => {
+                tmp.persist(p).map_err(|e| internal(e.error))?;
+            }
+            None => {
+                let mut f = std::fs::File::open(tmp.path()).map_err(internal)?;
+                let mut out = std::io::stdout().lock();
+                std::io::copy(&mut f, &mut out).map_err(internal)?;
+                out.flush().map_err(internal)?;
+            }
+        }
+        Ok(report)
+    })();
+    outcome(name, output.map(|p| p.display().to_string()), result)
+}
+
+fn outcome(input: String, output: Option<String>, r: Result<Report, SanitizeError>) -> Outcome {
+    match r {
+        Ok(report) => Outcome {
+            input,
+            output,
+            result: "sanitized",
+            reason: None,
+            report: Some(report),
+        },
+        Err(SanitizeError::Rejected(reason)) => Outcome {
+            input,
+            output: None,
+            result: "rejected",
+            reason: Some(format!("rejected: {reason}")),
+            report: None,
+        },
+        Err(e) => Outcome {
+            input,
+            output: None,
+            result: "failed",
+            reason: Some(e.to_string()),
+            report: None,
+        },
+    }
+}
+
+/// Sanitises files and directories (not recursively) into `dir`, one clean message each.
+fn sanitize_many(
+    cfg: &Config,
+    ctx: &Context,
+    inputs: &[PathBuf],
+    dir: &Path,
+) -> anyhow::Result<Vec<Outcome>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("cannot read {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    let mut outcomes = Vec::with_capacity(files.len());
+    let mut used = std::collections::HashSet::new();
+    for file in files {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "message".into());
+        // Two inputs with the same name (from different directories) must not overwrite
+        // each other's output.
+        let mut name = format!("{stem}.eml");
+        let mut n = 1;
+        while !used.insert(name.clone()) {
+            n += 1;
+            name = format!("{stem}-{n}.eml");
+        }
+        let out = dir.join(name);
+        let o = sanitize_one(cfg, ctx, &file, Some(&out));
+        if let Some(reason) = &o.reason {
+            eprintln!("mugaika: {}: {reason}", file.display());
+        }
+        outcomes.push(o);
+    }
+    Ok(outcomes)
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mugaika-")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.persist(path)?;
+    Ok(())
+}
