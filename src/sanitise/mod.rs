@@ -12,6 +12,10 @@
 //! removal), `html` (HTML to text, bounded), `links` (link policy), `notice` (the notice text in
 //! Japanese or English), `buffer` (the spillable text buffer).
 
+pub mod buffer;
+
+pub use buffer::TextBuffer;
+
 use serde::Serialize;
 
 use crate::mime::header::Address;
@@ -105,10 +109,4 @@ pub struct CleanModel {
     pub attachments: Vec<KeptAttachment>,
     pub actions: Vec<Action>,
     pub parse: Summary,
-}
-
-/// Placeholder until the buffer module lands: UTF-8 text in memory or spilled to a file.
-#[derive(Debug, Default)]
-pub struct TextBuffer {
-    mem: String,
 }
