@@ -1,1 +1,697 @@
-//! Charsets: bytes in a declared, aliased or detected charset to UTF-8. (Implementation in progress.)
+//! Charsets: bytes in a declared, aliased or detected charset to UTF-8.
+//!
+//! Japanese mail is written in ISO-2022-JP (often Microsoft's CP5022x variant), Shift_JIS
+//! (really CP932), EUC-JP or UTF-8, and is frequently mislabelled or not labelled at all. The
+//! WHATWG decoders of `encoding_rs` already are the Microsoft variants (its Shift_JIS is CP932,
+//! its ISO-2022-JP and EUC-JP carry the NEC and IBM extensions: ①, ㈱, 髙), so this module
+//! adds what mail needs on top of them:
+//!
+//! - [`lookup`]: the labels real mailers write beyond WHATWG (`cp932`, `cp50220`, `cp51932`,
+//!   `iso-2022-jp-ms`, ...). UTF-7 is not in `encoding_rs` and is decoded here.
+//! - detection: when the label is absent, is `us-ascii` but 8-bit bytes appear, or the declared
+//!   decoder reports errors on the first [`SAMPLE_SIZE`] octets, strict UTF-8 is tried, then
+//!   `chardetng` (hinted towards Japanese), then Shift_JIS and EUC-JP; a candidate that decodes
+//!   without errors wins. 7-bit ISO-2022-JP (ESC `$` `B`) under an ASCII label is recognised.
+//! - ISO-2022-JP input is passed through a small filter that turns SO/SI (CP50222 half-width
+//!   katakana) into escape sequences and drops an escape sequence immediately followed by
+//!   another one: the WHATWG decoder reports such a pair as an error, but joined RFC 2047 words
+//!   (`...ESC ( B` + `ESC $ B...`) produce it all the time.
+//! - [`TextDecoder`]: a streaming decoder for bodies with bounded memory (the sample, then
+//!   `encoding_rs`'s streaming decoder) whose output does not depend on how the input is split.
+
+use encoding_rs::{CoderResult, Encoding};
+
+/// Octets looked at before a charset is decided. Also the most the [`TextDecoder`] buffers.
+pub const SAMPLE_SIZE: usize = 64 * 1024;
+
+/// The name reported for pure 7-bit text declared (or defaulted to) US-ASCII.
+const US_ASCII: &str = "us-ascii";
+/// The name reported for UTF-7, which `encoding_rs` does not know.
+const UTF_7: &str = "UTF-7";
+
+/// The result of decoding a whole byte string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The text; undecodable sequences are U+FFFD.
+    pub text: String,
+    /// The name of the charset used (`encoding_rs` canonical name, `us-ascii` or `UTF-7`).
+    pub charset: &'static str,
+    /// The label was missing or wrong and the charset was chosen by detection.
+    pub detected: bool,
+    /// Some input could not be decoded (replaced by U+FFFD).
+    pub had_errors: bool,
+}
+
+/// What a [`TextDecoder`] reports when it finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeInfo {
+    pub charset: &'static str,
+    pub detected: bool,
+    pub had_errors: bool,
+}
+
+/// Labels real mail uses beyond the WHATWG list, lower-cased.
+const EXTRA_ALIASES: &[(&str, &str)] = &[
+    // Shift_JIS in encoding_rs is CP932 (Windows-31J).
+    ("cp932", "shift_jis"),
+    ("ms932", "shift_jis"),
+    ("ms_932", "shift_jis"),
+    ("x-ms-cp932", "shift_jis"),
+    ("ibm-943", "shift_jis"),
+    ("cp943", "shift_jis"),
+    ("shift-jis", "shift_jis"),
+    ("x-shift_jis", "shift_jis"),
+    ("x-shift-jis", "shift_jis"),
+    ("shift_jisx0213", "shift_jis"),
+    ("shift_jis-2004", "shift_jis"),
+    ("sjis-win", "shift_jis"),
+    ("sjis-open", "shift_jis"),
+    ("windows-932", "shift_jis"),
+    // ISO-2022-JP in encoding_rs is the CP50221 superset of CP50220 on decoding.
+    ("iso-2022-jp-ms", "iso-2022-jp"),
+    ("cp50220", "iso-2022-jp"),
+    ("cp50221", "iso-2022-jp"),
+    ("cp50222", "iso-2022-jp"),
+    ("iso-2022-jp-1", "iso-2022-jp"),
+    ("iso-2022-jp-2", "iso-2022-jp"),
+    ("iso-2022-jp-3", "iso-2022-jp"),
+    ("iso-2022-jp-2004", "iso-2022-jp"),
+    ("x-windows-iso2022jp", "iso-2022-jp"),
+    ("jis", "iso-2022-jp"),
+    ("iso2022jp", "iso-2022-jp"),
+    ("iso-2022jp", "iso-2022-jp"),
+    // EUC-JP in encoding_rs carries the NEC and IBM extensions (eucJP-ms / CP51932).
+    ("cp51932", "euc-jp"),
+    ("eucjp-ms", "euc-jp"),
+    ("eucjp-win", "euc-jp"),
+    ("eucjp-open", "euc-jp"),
+    ("euc-jis-2004", "euc-jp"),
+    ("eucjp", "euc-jp"),
+    ("euc_jp", "euc-jp"),
+    ("x-eucjp", "euc-jp"),
+    ("ujis", "euc-jp"),
+    // Unicode spellings.
+    ("utf_8", "utf-8"),
+    ("x-utf-8", "utf-8"),
+    ("utf-8y", "utf-8"),
+    ("utf16", "utf-16"),
+    // Chinese and Korean code pages.
+    ("cp936", "gbk"),
+    ("ms936", "gbk"),
+    ("windows-936", "gbk"),
+    ("euc-cn", "gbk"),
+    ("euccn", "gbk"),
+    ("cp950", "big5"),
+    ("ms950", "big5"),
+    ("windows-950", "big5"),
+    ("cp949", "euc-kr"),
+    ("ms949", "euc-kr"),
+    ("uhc", "euc-kr"),
+    ("windows-949", "euc-kr"),
+    ("ks_c_5601", "euc-kr"),
+    ("ks_c_5601-1989", "euc-kr"),
+    ("euckr", "euc-kr"),
+];
+
+/// Labels meaning plain 7-bit ASCII. WHATWG maps them to windows-1252; mail means "7-bit",
+/// and 8-bit bytes under such a label are a missing label, so they trigger detection.
+const ASCII_LABELS: &[&str] = &[
+    "us-ascii",
+    "ascii",
+    "ansi_x3.4-1968",
+    "ansi_x3.4-1986",
+    "iso646-us",
+    "iso-646-us",
+    "iso_646.irv:1991",
+    "iso-ir-6",
+    "us",
+    "cp367",
+    "ibm367",
+    "csascii",
+    "646",
+    "default",
+];
+
+/// What a charset label resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Declared {
+    /// No label.
+    Absent,
+    /// A label we do not know (or one WHATWG maps to its "replacement" decoder).
+    Unknown,
+    /// US-ASCII and its aliases.
+    Ascii,
+    /// UTF-7 (RFC 2152).
+    Utf7,
+    Known(&'static Encoding),
+}
+
+/// Normalise a label: trim whitespace and quotes, lower-case. `None` when it is too long to
+/// be a charset name.
+fn normalise(label: &str) -> Option<String> {
+    let t = label
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '\'')
+        .trim();
+    if t.len() > 64 {
+        return None;
+    }
+    Some(t.to_ascii_lowercase())
+}
+
+/// The `encoding_rs` encoding for a charset label, with the aliases Japanese (and other) mail
+/// uses beyond WHATWG. `None` for unknown labels, for labels WHATWG maps to its replacement
+/// decoder (ISO-2022-KR/CN, HZ), and for UTF-7 (which [`decode`] handles itself).
+/// US-ASCII labels give windows-1252, a superset; [`decode`] treats them specially.
+pub fn lookup(label: &str) -> Option<&'static Encoding> {
+    match resolve(Some(label)) {
+        Declared::Known(e) => Some(e),
+        Declared::Ascii => Some(encoding_rs::WINDOWS_1252),
+        _ => None,
+    }
+}
+
+/// The canonical name for a charset label if we can decode it (UTF-7 and US-ASCII included).
+pub fn canonical_name(label: &str) -> Option<&'static str> {
+    match resolve(Some(label)) {
+        Declared::Known(e) => Some(e.name()),
+        Declared::Ascii => Some(US_ASCII),
+        Declared::Utf7 => Some(UTF_7),
+        Declared::Absent | Declared::Unknown => None,
+    }
+}
+
+fn resolve(label: Option<&str>) -> Declared {
+    let Some(label) = label else {
+        return Declared::Absent;
+    };
+    let Some(l) = normalise(label) else {
+        return Declared::Unknown;
+    };
+    if l.is_empty() {
+        return Declared::Absent;
+    }
+    if ASCII_LABELS.contains(&l.as_str()) {
+        return Declared::Ascii;
+    }
+    if l == "utf-7" || l == "utf7" || l == "unicode-1-1-utf-7" || l == "csunicode11utf7" {
+        return Declared::Utf7;
+    }
+    let l = EXTRA_ALIASES
+        .iter()
+        .find(|(a, _)| *a == l)
+        .map(|(_, c)| (*c).to_string())
+        .unwrap_or(l);
+    match Encoding::for_label_no_replacement(l.as_bytes()) {
+        Some(e) if e == encoding_rs::X_USER_DEFINED => Declared::Unknown,
+        Some(e) => Declared::Known(e),
+        None => Declared::Unknown,
+    }
+}
+
+/// Decode a whole byte string in the charset `label` (absent: detect). The decision is made
+/// on the first [`SAMPLE_SIZE`] octets exactly as [`TextDecoder`] makes it.
+pub fn decode(label: Option<&str>, bytes: &[u8]) -> Decoded {
+    let mut d = TextDecoder::new(label);
+    let mut text = String::new();
+    d.feed(bytes, &mut text);
+    let info = d.finish(&mut text);
+    Decoded {
+        text,
+        charset: info.charset,
+        detected: info.detected,
+        had_errors: info.had_errors,
+    }
+}
+
+/// Streaming bytes-to-UTF-8 decoder for a body. Buffers at most [`SAMPLE_SIZE`] octets at the
+/// start to decide the charset, then streams; a character split across `feed` calls survives,
+/// and the output is the same however the input is split.
+pub struct TextDecoder {
+    declared: Declared,
+    state: State,
+    charset: &'static str,
+    detected: bool,
+    had_errors: bool,
+}
+
+enum State {
+    Sampling(Vec<u8>),
+    Streaming(Inner),
+    Finished,
+}
+
+impl std::fmt::Debug for TextDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextDecoder")
+            .field("declared", &self.declared)
+            .field("charset", &self.charset)
+            .field("detected", &self.detected)
+            .field("had_errors", &self.had_errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextDecoder {
+    /// A decoder for a body declared in charset `label` (`None`: no charset parameter).
+    pub fn new(label: Option<&str>) -> TextDecoder {
+        TextDecoder {
+            declared: resolve(label),
+            state: State::Sampling(Vec::new()),
+            charset: US_ASCII,
+            detected: false,
+            had_errors: false,
+        }
+    }
+
+    /// Decode more input, appending UTF-8 to `out` (possibly nothing while sampling).
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut String) {
+        if let State::Sampling(buf) = &mut self.state {
+            let take = bytes.len().min(SAMPLE_SIZE - buf.len());
+            let (head, rest) = bytes.split_at(take);
+            buf.extend_from_slice(head);
+            bytes = rest;
+            if buf.len() < SAMPLE_SIZE {
+                return;
+            }
+            let sample = std::mem::take(buf);
+            self.start(&sample, false, out);
+        }
+        if let State::Streaming(inner) = &mut self.state {
+            if inner.decode(bytes, out, false) {
+                self.had_errors = true;
+            }
+        }
+    }
+
+    /// End of input: flush what is buffered into `out` and report what was used. Further
+    /// calls to `feed` or `finish` add nothing.
+    pub fn finish(&mut self, out: &mut String) -> DecodeInfo {
+        if let State::Sampling(buf) = &mut self.state {
+            let sample = std::mem::take(buf);
+            self.start(&sample, true, out);
+        } else if let State::Streaming(inner) = &mut self.state {
+            if inner.decode(&[], out, true) {
+                self.had_errors = true;
+            }
+        }
+        self.state = State::Finished;
+        self.info()
+    }
+
+    /// What is known so far (final after [`TextDecoder::finish`]).
+    pub fn info(&self) -> DecodeInfo {
+        DecodeInfo {
+            charset: self.charset,
+            detected: self.detected,
+            had_errors: self.had_errors,
+        }
+    }
+
+    /// Decide the charset from the sample, decode the sample and switch to streaming.
+    fn start(&mut self, sample: &[u8], last: bool, out: &mut String) {
+        let choice = choose(self.declared, sample, last);
+        self.charset = choice.name;
+        self.detected = choice.detected;
+        let mut inner = Inner::new(choice.kind);
+        if inner.decode(sample, out, last) {
+            self.had_errors = true;
+        }
+        self.state = if last {
+            State::Finished
+        } else {
+            State::Streaming(inner)
+        };
+    }
+}
+
+/// Which decoder to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An `encoding_rs` decoder (a BOM of the same encoding is removed).
+    Rs(&'static Encoding),
+    Utf7,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Choice {
+    kind: Kind,
+    name: &'static str,
+    detected: bool,
+}
+
+impl Choice {
+    fn rs(e: &'static Encoding, detected: bool) -> Choice {
+        Choice {
+            kind: Kind::Rs(e),
+            name: e.name(),
+            detected,
+        }
+    }
+}
+
+fn has_8bit(s: &[u8]) -> bool {
+    !s.is_ascii()
+}
+
+/// ESC `$` `B` or ESC `$` `@`: a JIS X 0208 designation, i.e. 7-bit ISO-2022-JP text.
+fn has_iso2022jp_escape(s: &[u8]) -> bool {
+    memchr::memchr_iter(0x1B, s).any(|i| {
+        matches!(
+            (s.get(i + 1), s.get(i + 2)),
+            (Some(b'$'), Some(b'B' | b'@')) | (Some(b'('), Some(b'I'))
+        )
+    })
+}
+
+/// Valid UTF-8; when `last` is false an incomplete sequence at the very end is allowed.
+fn is_utf8(s: &[u8], last: bool) -> bool {
+    match std::str::from_utf8(s) {
+        Ok(_) => true,
+        Err(e) => !last && e.error_len().is_none(),
+    }
+}
+
+/// Does `sample` decode without errors under `kind`?
+fn decodes_cleanly(kind: Kind, sample: &[u8], last: bool) -> bool {
+    let mut scratch = String::new();
+    !Inner::new(kind).decode(sample, &mut scratch, last)
+}
+
+/// Single-byte legacy charsets (Latin, Cyrillic, ...): every byte decodes, so errors never
+/// reveal a wrong label.
+fn never_errors(e: &'static Encoding) -> bool {
+    e.is_single_byte()
+}
+
+/// Choose the decoder for a body declared as `declared` whose first octets are `sample`.
+fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
+    // A byte order mark is stronger than any label.
+    if let Some((e, _)) = Encoding::for_bom(sample) {
+        let detected = declared != Declared::Known(e);
+        return Choice::rs(e, detected);
+    }
+    match declared {
+        Declared::Known(e) => {
+            let ascii_compatible = e.is_ascii_compatible();
+            if ascii_compatible
+                && e != encoding_rs::ISO_2022_JP
+                && !has_8bit(sample)
+                && has_iso2022jp_escape(sample)
+            {
+                return Choice::rs(encoding_rs::ISO_2022_JP, true);
+            }
+            if !decodes_cleanly(Kind::Rs(e), sample, last) {
+                if let Some(found) = detect_8bit(sample, last) {
+                    return Choice::rs(found, true);
+                }
+                return Choice::rs(e, false);
+            }
+            if never_errors(e) && has_8bit(sample) && is_utf8(sample, last) {
+                // Valid multi-byte UTF-8 is practically never Latin-1 text by chance.
+                return Choice::rs(encoding_rs::UTF_8, true);
+            }
+            Choice::rs(e, false)
+        }
+        Declared::Utf7 => {
+            if has_8bit(sample) {
+                if let Some(found) = detect_8bit(sample, last) {
+                    return Choice::rs(found, true);
+                }
+            }
+            Choice {
+                kind: Kind::Utf7,
+                name: UTF_7,
+                detected: false,
+            }
+        }
+        Declared::Absent | Declared::Unknown | Declared::Ascii => {
+            let unknown = declared == Declared::Unknown;
+            if !has_8bit(sample) {
+                if has_iso2022jp_escape(sample) {
+                    return Choice::rs(encoding_rs::ISO_2022_JP, true);
+                }
+                // 7-bit text: ASCII whatever the label; UTF-8 for anything after the sample.
+                return Choice {
+                    kind: Kind::Rs(encoding_rs::UTF_8),
+                    name: US_ASCII,
+                    detected: unknown,
+                };
+            }
+            let found = detect_8bit(sample, last).unwrap_or_else(|| guess(sample, last));
+            Choice::rs(found, true)
+        }
+    }
+}
+
+/// chardetng's guess, hinted towards Japanese (`.jp`).
+fn guess(sample: &[u8], last: bool) -> &'static Encoding {
+    let mut det = chardetng::EncodingDetector::new();
+    det.feed(sample, last);
+    det.guess(Some(b"jp"), true)
+}
+
+/// An encoding that decodes 8-bit `sample` without errors: strict UTF-8, chardetng's guess,
+/// Shift_JIS (CP932), EUC-JP, in that order. `None` if none does.
+fn detect_8bit(sample: &[u8], last: bool) -> Option<&'static Encoding> {
+    if is_utf8(sample, last) {
+        return Some(encoding_rs::UTF_8);
+    }
+    let g = guess(sample, last);
+    if g != encoding_rs::UTF_8 && decodes_cleanly(Kind::Rs(g), sample, last) {
+        return Some(g);
+    }
+    [encoding_rs::SHIFT_JIS, encoding_rs::EUC_JP]
+        .into_iter()
+        .find(|&e| e != g && decodes_cleanly(Kind::Rs(e), sample, last))
+}
+
+/// A running decoder.
+enum Inner {
+    Rs {
+        decoder: encoding_rs::Decoder,
+        /// Present for ISO-2022-JP: see [`Iso2022Filter`].
+        filter: Option<Iso2022Filter>,
+        scratch: Vec<u8>,
+    },
+    Utf7(Utf7Decoder),
+}
+
+impl Inner {
+    fn new(kind: Kind) -> Inner {
+        match kind {
+            Kind::Rs(e) => Inner::Rs {
+                decoder: e.new_decoder_with_bom_removal(),
+                filter: (e == encoding_rs::ISO_2022_JP).then(Iso2022Filter::default),
+                scratch: Vec::new(),
+            },
+            Kind::Utf7 => Inner::Utf7(Utf7Decoder::default()),
+        }
+    }
+
+    /// Decode `src` into `out`; true if there were errors.
+    fn decode(&mut self, src: &[u8], out: &mut String, last: bool) -> bool {
+        match self {
+            Inner::Rs {
+                decoder,
+                filter,
+                scratch,
+            } => match filter {
+                Some(f) => {
+                    scratch.clear();
+                    f.filter(src, scratch, last);
+                    let r = rs_decode(decoder, scratch, out, last);
+                    // Do not keep a large scratch buffer alive between chunks.
+                    if scratch.capacity() > 64 * 1024 {
+                        *scratch = Vec::new();
+                    }
+                    r
+                }
+                None => rs_decode(decoder, src, out, last),
+            },
+            Inner::Utf7(u) => u.decode(src, out, last),
+        }
+    }
+}
+
+fn rs_decode(
+    decoder: &mut encoding_rs::Decoder,
+    mut src: &[u8],
+    out: &mut String,
+    last: bool,
+) -> bool {
+    let mut errors = false;
+    loop {
+        let need = decoder
+            .max_utf8_buffer_length(src.len())
+            .unwrap_or(src.len().saturating_mul(3).saturating_add(16));
+        out.reserve(need.min(src.len().saturating_mul(3).saturating_add(64)));
+        let (res, read, e) = decoder.decode_to_string(src, out, last);
+        errors |= e;
+        src = src.get(read..).unwrap_or(&[]);
+        match res {
+            CoderResult::InputEmpty => return errors,
+            CoderResult::OutputFull => out.reserve(64),
+        }
+    }
+}
+
+/// Byte filter in front of the ISO-2022-JP decoder: SO/SI (CP50222 half-width katakana) become
+/// ESC `(` `I` / ESC `(` `B`, and an escape sequence directly followed by another one is
+/// dropped (WHATWG reports that as an error; joined encoded words produce it constantly).
+#[derive(Debug, Default)]
+struct Iso2022Filter {
+    /// A complete escape sequence not yet written.
+    held: Option<[u8; 3]>,
+    /// A partial escape sequence (starting with ESC), at most 3 bytes.
+    pending: Vec<u8>,
+}
+
+impl Iso2022Filter {
+    fn flush_held(&mut self, out: &mut Vec<u8>) {
+        if let Some(h) = self.held.take() {
+            out.extend_from_slice(&h);
+        }
+    }
+
+    fn filter(&mut self, src: &[u8], out: &mut Vec<u8>, last: bool) {
+        out.reserve(src.len() + 8);
+        for &b in src {
+            if !self.pending.is_empty() {
+                self.pending.push(b);
+                match self.pending.as_slice() {
+                    [0x1B, b'(', b'B' | b'J' | b'I'] | [0x1B, b'$', b'@' | b'B'] => {
+                        let mut seq = [0u8; 3];
+                        seq.copy_from_slice(&self.pending);
+                        self.held = Some(seq);
+                        self.pending.clear();
+                    }
+                    [0x1B] | [0x1B, b'(' | b'$'] => {}
+                    _ => {
+                        // Not an escape sequence we handle: pass it on for the decoder to judge.
+                        self.flush_held(out);
+                        out.extend_from_slice(&self.pending);
+                        self.pending.clear();
+                    }
+                }
+                continue;
+            }
+            match b {
+                0x1B => self.pending.push(b),
+                0x0E => self.held = Some([0x1B, b'(', b'I']),
+                0x0F => self.held = Some([0x1B, b'(', b'B']),
+                _ => {
+                    self.flush_held(out);
+                    out.push(b);
+                }
+            }
+        }
+        if last {
+            self.flush_held(out);
+            out.append(&mut self.pending);
+        }
+    }
+}
+
+/// UTF-7 (RFC 2152) decoder, streaming.
+#[derive(Debug, Default)]
+struct Utf7Decoder {
+    in_base64: bool,
+    /// Nothing decoded yet since the `+` (so `+-` is a literal plus).
+    just_started: bool,
+    bits: u32,
+    nbits: u32,
+    high: Option<u16>,
+}
+
+fn base64_value(b: u8) -> Option<u32> {
+    match b {
+        b'A'..=b'Z' => Some(u32::from(b - b'A')),
+        b'a'..=b'z' => Some(u32::from(b - b'a') + 26),
+        b'0'..=b'9' => Some(u32::from(b - b'0') + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+impl Utf7Decoder {
+    fn unit(&mut self, u: u16, out: &mut String, errors: &mut bool) {
+        if let Some(h) = self.high.take() {
+            if (0xDC00..0xE000).contains(&u) {
+                let c = 0x10000 + ((u32::from(h) - 0xD800) << 10) + (u32::from(u) - 0xDC00);
+                out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+                return;
+            }
+            out.push('\u{FFFD}');
+            *errors = true;
+        }
+        if (0xD800..0xDC00).contains(&u) {
+            self.high = Some(u);
+        } else if let Some(c) = char::from_u32(u32::from(u)) {
+            out.push(c);
+        } else {
+            out.push('\u{FFFD}');
+            *errors = true;
+        }
+    }
+
+    /// Leave base64: leftover bits must be fewer than 6 and zero.
+    fn end_base64(&mut self, out: &mut String, errors: &mut bool) {
+        if self.nbits >= 6 || self.bits != 0 {
+            *errors = true;
+        }
+        if self.high.take().is_some() {
+            out.push('\u{FFFD}');
+            *errors = true;
+        }
+        self.in_base64 = false;
+        self.bits = 0;
+        self.nbits = 0;
+    }
+
+    fn decode(&mut self, src: &[u8], out: &mut String, last: bool) -> bool {
+        let mut errors = false;
+        out.reserve(src.len());
+        for &b in src {
+            if self.in_base64 {
+                if let Some(v) = base64_value(b) {
+                    self.just_started = false;
+                    self.bits = (self.bits << 6) | v;
+                    self.nbits += 6;
+                    if self.nbits >= 16 {
+                        self.nbits -= 16;
+                        let u = (self.bits >> self.nbits) as u16;
+                        self.bits &= (1 << self.nbits) - 1;
+                        self.unit(u, out, &mut errors);
+                    }
+                    continue;
+                }
+                if self.just_started && b == b'-' {
+                    out.push('+');
+                    self.in_base64 = false;
+                    continue;
+                }
+                self.end_base64(out, &mut errors);
+                if b == b'-' {
+                    continue;
+                }
+            }
+            if b == b'+' {
+                self.in_base64 = true;
+                self.just_started = true;
+                continue;
+            }
+            if b.is_ascii() {
+                out.push(char::from(b));
+            } else {
+                out.push('\u{FFFD}');
+                errors = true;
+            }
+        }
+        if last && self.in_base64 {
+            self.end_base64(out, &mut errors);
+        }
+        errors
+    }
+}
