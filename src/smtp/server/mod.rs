@@ -1,0 +1,1 @@
+//! The tokio SMTP server. (In progress.)
