@@ -13,6 +13,7 @@
 //! Japanese or English), `buffer` (the spillable text buffer).
 
 pub mod buffer;
+pub mod notice;
 
 pub use buffer::TextBuffer;
 
