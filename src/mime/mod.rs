@@ -16,6 +16,7 @@
 pub mod charset;
 pub mod decode;
 pub mod header;
+pub mod params;
 pub mod parser;
 
 pub use parser::Parser;
