@@ -372,10 +372,53 @@ fn is_utf8(s: &[u8], last: bool) -> bool {
     }
 }
 
+/// How a trial decode of the sample went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Trial {
+    /// Replacement characters produced (decoding errors).
+    errors: usize,
+    /// Other non-ASCII characters produced.
+    non_ascii: usize,
+}
+
+impl Trial {
+    fn clean(self) -> bool {
+        self.errors == 0
+    }
+    /// Errors are rare next to real text: a damaged byte or two in a correctly labelled
+    /// text, not a wrong label (which gives errors on nearly every character).
+    fn mostly_clean(self) -> bool {
+        self.errors == 0 || self.non_ascii >= 10 * self.errors
+    }
+}
+
+/// Decode `sample` under `kind` and count errors.
+fn trial(kind: Kind, sample: &[u8], last: bool) -> Trial {
+    let mut scratch = String::new();
+    let had_errors = Inner::new(kind).decode(sample, &mut scratch, last);
+    let mut t = Trial {
+        errors: 0,
+        non_ascii: 0,
+    };
+    if !had_errors {
+        t.non_ascii = 1;
+        return t;
+    }
+    for c in scratch.chars().filter(|c| !c.is_ascii()) {
+        if c == '\u{FFFD}' {
+            t.errors += 1;
+        } else {
+            t.non_ascii += 1;
+        }
+    }
+    // Errors were reported, so at least one.
+    t.errors = t.errors.max(1);
+    t
+}
+
 /// Does `sample` decode without errors under `kind`?
 fn decodes_cleanly(kind: Kind, sample: &[u8], last: bool) -> bool {
-    let mut scratch = String::new();
-    !Inner::new(kind).decode(sample, &mut scratch, last)
+    trial(kind, sample, last).clean()
 }
 
 /// Single-byte legacy charsets (Latin, Cyrillic, ...): every byte decodes, so errors never
@@ -401,9 +444,17 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
             {
                 return Choice::rs(encoding_rs::ISO_2022_JP, true);
             }
-            if !decodes_cleanly(Kind::Rs(e), sample, last) {
+            let t = trial(Kind::Rs(e), sample, last);
+            if !t.clean() {
+                if is_utf8(sample, last) {
+                    return Choice::rs(encoding_rs::UTF_8, true);
+                }
+                if t.mostly_clean() {
+                    // Damage in a correctly labelled text: keep the label, replace the damage.
+                    return Choice::rs(e, false);
+                }
                 if let Some(found) = detect_8bit(sample, last) {
-                    return Choice::rs(found, true);
+                    return Choice::rs(found, found != e);
                 }
                 return Choice::rs(e, false);
             }
@@ -451,10 +502,14 @@ fn guess(sample: &[u8], last: bool) -> &'static Encoding {
     det.guess(Some(b"jp"), true)
 }
 
-/// An encoding that decodes 8-bit `sample` without errors: strict UTF-8, chardetng's guess,
-/// Shift_JIS (CP932), EUC-JP, in that order. `None` if none does.
+/// An encoding for 8-bit `sample`: strict UTF-8; UTF-8 with rare damage; else the first that
+/// decodes without errors of chardetng's guess, Shift_JIS (CP932), EUC-JP. `None` if none.
 fn detect_8bit(sample: &[u8], last: bool) -> Option<&'static Encoding> {
     if is_utf8(sample, last) {
+        return Some(encoding_rs::UTF_8);
+    }
+    let u = trial(Kind::Rs(encoding_rs::UTF_8), sample, last);
+    if u.mostly_clean() {
         return Some(encoding_rs::UTF_8);
     }
     let g = guess(sample, last);
@@ -693,5 +748,408 @@ impl Utf7Decoder {
             self.end_base64(out, &mut errors);
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JA: &str = "日本語のテキストです。住民票の写しを送付します。よろしくお願いいたします。";
+
+    fn enc(e: &'static Encoding, s: &str) -> Vec<u8> {
+        let (b, _, unmappable) = e.encode(s);
+        assert!(!unmappable, "{s} not encodable in {}", e.name());
+        b.into_owned()
+    }
+
+    #[test]
+    fn aliases() {
+        let cases = [
+            ("cp932", "Shift_JIS"),
+            ("MS932", "Shift_JIS"),
+            ("windows-31j", "Shift_JIS"),
+            ("x-sjis", "Shift_JIS"),
+            ("shift-jis", "Shift_JIS"),
+            ("Shift_JIS", "Shift_JIS"),
+            ("sjis", "Shift_JIS"),
+            ("iso-2022-jp", "ISO-2022-JP"),
+            ("ISO-2022-JP-MS", "ISO-2022-JP"),
+            ("cp50220", "ISO-2022-JP"),
+            ("CP50221", "ISO-2022-JP"),
+            ("cp50222", "ISO-2022-JP"),
+            ("iso-2022-jp-1", "ISO-2022-JP"),
+            ("ISO-2022-JP-2", "ISO-2022-JP"),
+            ("iso-2022-jp-3", "ISO-2022-JP"),
+            ("csISO2022JP", "ISO-2022-JP"),
+            ("euc-jp", "EUC-JP"),
+            ("x-euc-jp", "EUC-JP"),
+            ("cp51932", "EUC-JP"),
+            ("eucJP-ms", "EUC-JP"),
+            ("utf8", "UTF-8"),
+            ("UTF-8", "UTF-8"),
+            ("unicode-1-1-utf-8", "UTF-8"),
+            (" \"utf-8\" ", "UTF-8"),
+            ("latin1", "windows-1252"),
+            ("iso-8859-1", "windows-1252"),
+            ("ISO-8859-2", "ISO-8859-2"),
+            ("iso-8859-15", "ISO-8859-15"),
+            ("windows-1251", "windows-1251"),
+            ("cp1252", "windows-1252"),
+            ("koi8-r", "KOI8-R"),
+            ("gb2312", "GBK"),
+            ("gbk", "GBK"),
+            ("gb18030", "gb18030"),
+            ("big5", "Big5"),
+            ("euc-kr", "EUC-KR"),
+            ("ks_c_5601-1987", "EUC-KR"),
+            ("utf-16", "UTF-16LE"),
+            ("utf-16be", "UTF-16BE"),
+        ];
+        for (label, want) in cases {
+            assert_eq!(lookup(label).map(|e| e.name()), Some(want), "{label}");
+        }
+        for label in ["us-ascii", "ASCII", "ANSI_X3.4-1968"] {
+            assert_eq!(canonical_name(label), Some("us-ascii"), "{label}");
+        }
+        assert_eq!(canonical_name("UNICODE-1-1-UTF-7"), Some("UTF-7"));
+        assert_eq!(lookup("utf-7"), None);
+        // WHATWG maps these to its "replacement" decoder, which would erase the text.
+        for label in ["iso-2022-kr", "hz-gb-2312", "iso-2022-cn", "x-user-defined"] {
+            assert_eq!(lookup(label), None, "{label}");
+        }
+        for label in ["x-unknown", "unknown", "", &"x".repeat(100)] {
+            assert_eq!(lookup(label), None, "{label}");
+        }
+    }
+
+    fn clean(label: &str, bytes: &[u8]) -> String {
+        let d = decode(Some(label), bytes);
+        assert!(!d.had_errors, "{label}: errors in {:?}", d.text);
+        assert!(!d.detected, "{label}: detected {}", d.charset);
+        d.text
+    }
+
+    #[test]
+    fn microsoft_extensions_iso_2022_jp() {
+        // CP50220/CP50221 write NEC row 13 and NEC-selected IBM extensions (rows 89-92) inside
+        // ordinary JIS X 0208 escapes.
+        assert_eq!(clean("iso-2022-jp", b"\x1b$B-!\x1b(B"), "①");
+        assert_eq!(clean("iso-2022-jp", b"\x1b$B-j\x1b(B"), "㈱");
+        assert_eq!(clean("iso-2022-jp", b"\x1b$B|b\x1b(B"), "髙");
+        assert_eq!(clean("cp50220", b"\x1b$B9b66-!\x1b(B"), "高橋①");
+        // JIS X 0201 katakana: ESC ( I (CP50221) and SO/SI (CP50222).
+        assert_eq!(clean("cp50221", b"\x1b(I13\x1b(B"), "ｱｳ");
+        assert_eq!(clean("cp50222", b"\x1b(J\x0e13\x0fabc"), "ｱｳabc");
+        // JIS X 0201 Roman.
+        assert_eq!(clean("iso-2022-jp", b"\x1b(Jab\x1b(B"), "ab");
+        // An escape followed directly by another (joined encoded words) is not an error.
+        assert_eq!(
+            clean("iso-2022-jp", b"\x1b$B$\"\x1b(B\x1b$B$$\x1b(B"),
+            "あい"
+        );
+        assert_eq!(clean("iso-2022-jp", b"\x1b$B\x1b(Bx"), "x");
+    }
+
+    #[test]
+    fn microsoft_extensions_shift_jis_euc_jp() {
+        assert_eq!(clean("shift_jis", b"\x87\x40\x87\x8a"), "①㈱");
+        // 髙 as IBM extension (FBFC) and as NEC-selected IBM extension (EEE0).
+        assert_eq!(clean("cp932", b"\xfb\xfc\xee\xe0"), "髙髙");
+        assert_eq!(clean("sjis", b"\xb1\xb3"), "ｱｳ");
+        assert_eq!(clean("euc-jp", b"\xad\xa1\xad\xea"), "①㈱");
+        assert_eq!(clean("euc-jp", b"\xfc\xe2"), "髙");
+        assert_eq!(clean("euc-jp", b"\x8e\xb1"), "ｱ");
+    }
+
+    #[test]
+    fn declared_charsets() {
+        for e in [
+            encoding_rs::SHIFT_JIS,
+            encoding_rs::EUC_JP,
+            encoding_rs::ISO_2022_JP,
+        ] {
+            assert_eq!(clean(e.name(), &enc(e, JA)), JA);
+        }
+        assert_eq!(clean("utf-8", JA.as_bytes()), JA);
+        assert_eq!(
+            clean("koi8-r", b"\xfc\xd4\xcf \xd4\xc5\xd3\xd4"),
+            "Это тест"
+        );
+        assert_eq!(clean("gb2312", b"\xd7\xd6\xb7\xfb"), "字符");
+        assert_eq!(clean("euc-kr", b"\xc5\xd7\xbd\xba\xc6\xae"), "테스트");
+        assert_eq!(clean("iso-8859-1", b"caf\xe9"), "café");
+        let d = decode(Some("us-ascii"), b"plain text");
+        assert_eq!(
+            (d.text.as_str(), d.charset, d.detected),
+            ("plain text", "us-ascii", false)
+        );
+    }
+
+    #[test]
+    fn utf7() {
+        assert_eq!(clean("utf-7", b"Hi Mom -+Jjo--!"), "Hi Mom -☺-!");
+        assert_eq!(clean("UNICODE-1-1-UTF-7", b"+ZeVnLIqe-"), "日本語");
+        assert_eq!(clean("utf-7", b"1 +- 1 = 2"), "1 + 1 = 2");
+        assert_eq!(clean("utf-7", b"+MMYwuTDI-"), "テスト");
+        // Surrogate pair: U+1F600.
+        assert_eq!(clean("utf-7", b"+2D3eAA-"), "😀");
+        // Base64 ended by a non-base64 character other than '-'.
+        assert_eq!(clean("utf-7", b"+ZeVnLIqe."), "日本語.");
+        let d = decode(Some("utf-7"), b"+ZeVnLIq");
+        assert!(d.had_errors);
+    }
+
+    fn detected(label: Option<&str>, bytes: &[u8]) -> Decoded {
+        let d = decode(label, bytes);
+        assert!(d.detected, "{label:?}: not detected, {}", d.charset);
+        assert!(!d.had_errors, "{label:?}: errors {:?}", d.text);
+        d
+    }
+
+    #[test]
+    fn detection() {
+        let sjis = enc(encoding_rs::SHIFT_JIS, JA);
+        let euc = enc(encoding_rs::EUC_JP, JA);
+        let jis = enc(encoding_rs::ISO_2022_JP, JA);
+        for label in [
+            None,
+            Some("us-ascii"),
+            Some("x-unknown"),
+            Some("utf-8"),
+            Some("euc-jp"),
+        ] {
+            let d = detected(label, &sjis);
+            assert_eq!((d.charset, d.text.as_str()), ("Shift_JIS", JA), "{label:?}");
+        }
+        for label in [None, Some("us-ascii"), Some("utf-8"), Some("shift_jis")] {
+            let d = detected(label, &jis);
+            assert_eq!(
+                (d.charset, d.text.as_str()),
+                ("ISO-2022-JP", JA),
+                "{label:?}"
+            );
+        }
+        for label in [None, Some("us-ascii"), Some("utf-8"), Some("iso-2022-jp")] {
+            let d = detected(label, &euc);
+            assert_eq!((d.charset, d.text.as_str()), ("EUC-JP", JA), "{label:?}");
+        }
+        for label in [
+            None,
+            Some("us-ascii"),
+            Some("iso-8859-1"),
+            Some("shift_jis"),
+        ] {
+            let d = detected(label, JA.as_bytes());
+            assert_eq!((d.charset, d.text.as_str()), ("UTF-8", JA), "{label:?}");
+        }
+        // Latin text stays Latin.
+        let d = decode(Some("iso-8859-1"), "Grüße aus Köln".as_bytes());
+        assert_eq!((d.charset, d.detected), ("UTF-8", true));
+        let d = decode(Some("iso-8859-1"), b"Gr\xfc\xdfe aus K\xf6ln");
+        assert_eq!((d.text.as_str(), d.detected), ("Grüße aus Köln", false));
+        // Unknown label on 7-bit text: ASCII, but the label was not used.
+        let d = decode(Some("x-unknown"), b"hello");
+        assert_eq!(
+            (d.text.as_str(), d.charset, d.detected),
+            ("hello", "us-ascii", true)
+        );
+        let d = decode(None, b"hello");
+        assert_eq!((d.charset, d.detected), ("us-ascii", false));
+    }
+
+    #[test]
+    fn damage_keeps_the_label() {
+        // One broken byte in a long UTF-8 text is damage, not a wrong label: the rest must not
+        // turn into Shift_JIS or GBK mojibake.
+        let mut b = JA.as_bytes().to_vec();
+        b.insert(9, 0xff);
+        for label in [Some("utf-8"), None] {
+            let d = decode(label, &b);
+            assert_eq!(d.charset, "UTF-8", "{label:?}");
+            assert!(d.had_errors);
+            assert!(d.text.contains("住民票の写しを送付します"), "{}", d.text);
+        }
+        let mut s = enc(encoding_rs::SHIFT_JIS, JA);
+        s.push(0xff);
+        s.extend_from_slice(&enc(encoding_rs::SHIFT_JIS, JA));
+        let d = decode(Some("shift_jis"), &s);
+        assert_eq!(
+            (d.charset, d.detected, d.had_errors),
+            ("Shift_JIS", false, true)
+        );
+        assert!(d.text.contains("住民票の写し"));
+    }
+
+    #[test]
+    fn bom_wins() {
+        let mut b = b"\xef\xbb\xbf".to_vec();
+        b.extend_from_slice(JA.as_bytes());
+        let d = decode(Some("shift_jis"), &b);
+        assert_eq!(
+            (d.text.as_str(), d.charset, d.detected),
+            (JA, "UTF-8", true)
+        );
+        let d = decode(Some("utf-16"), b"\xfe\xff\x65\xe5\x67\x2c");
+        assert_eq!((d.text.as_str(), d.charset), ("日本", "UTF-16BE"));
+        let d = decode(Some("utf-16le"), b"\xe5\x65\x2c\x67");
+        assert_eq!(d.text, "日本");
+    }
+
+    /// Decode `bytes` fed in the given chunk lengths (cycled).
+    fn chunked(label: Option<&str>, bytes: &[u8], cuts: &[usize]) -> (String, DecodeInfo) {
+        let mut d = TextDecoder::new(label);
+        let mut out = String::new();
+        let mut rest = bytes;
+        let mut k = 0;
+        while !rest.is_empty() {
+            let n = cuts
+                .get(k % cuts.len())
+                .copied()
+                .unwrap_or(1)
+                .clamp(1, rest.len());
+            let (a, b) = rest.split_at(n);
+            d.feed(a, &mut out);
+            rest = b;
+            k += 1;
+        }
+        let info = d.finish(&mut out);
+        (out, info)
+    }
+
+    fn samples() -> Vec<(Option<&'static str>, Vec<u8>)> {
+        let short = "住民票①㈱髙ｱ abc";
+        let mut v = vec![
+            (Some("utf-8"), short.as_bytes().to_vec()),
+            (None, short.as_bytes().to_vec()),
+            (Some("shift_jis"), enc(encoding_rs::SHIFT_JIS, short)),
+            (None, enc(encoding_rs::SHIFT_JIS, short)),
+            (Some("euc-jp"), enc(encoding_rs::EUC_JP, short)),
+            (
+                Some("iso-2022-jp"),
+                b"\x1b$B=;L1I<\x1b(B\x1b$B-!\x1b(I1\x1b(B x\x0e3\x0f".to_vec(),
+            ),
+            (Some("us-ascii"), b"\x1b$B=;L1I<\x1b(B".to_vec()),
+            (Some("utf-7"), b"a+ZeVnLIqe-b+2D3eAA-+-c".to_vec()),
+            (Some("utf-16"), b"\xff\xfe\xe5\x65\x2c\x67".to_vec()),
+            (Some("utf-8"), b"ab\xe6\x97\xa5\xff\xe6\x97".to_vec()),
+        ];
+        v.push((Some("gb18030"), b"\x81\x30\x81\x30\xd7\xd6".to_vec()));
+        v
+    }
+
+    #[test]
+    fn split_invariance_every_point() {
+        for (label, bytes) in samples() {
+            let whole = decode(label, &bytes);
+            let n = bytes.len();
+            for i in 0..=n {
+                for j in i..=n {
+                    let mut d = TextDecoder::new(label);
+                    let mut out = String::new();
+                    d.feed(&bytes[..i], &mut out);
+                    d.feed(&bytes[i..j], &mut out);
+                    d.feed(&bytes[j..], &mut out);
+                    let info = d.finish(&mut out);
+                    assert_eq!(out, whole.text, "{label:?} split at {i},{j}");
+                    assert_eq!(info.charset, whole.charset);
+                    assert_eq!(info.had_errors, whole.had_errors, "{label:?} {i},{j}");
+                }
+            }
+            let (out, _) = chunked(label, &bytes, &[1]);
+            assert_eq!(out, whole.text);
+        }
+    }
+
+    #[test]
+    fn split_invariance_past_the_sample() {
+        // Longer than the sample, with multi-byte characters straddling every chunk size and
+        // the sample boundary itself.
+        for (e, label) in [
+            (encoding_rs::UTF_8, Some("utf-8")),
+            (encoding_rs::UTF_8, None),
+            (encoding_rs::SHIFT_JIS, Some("shift_jis")),
+            (encoding_rs::SHIFT_JIS, None),
+            (encoding_rs::ISO_2022_JP, Some("iso-2022-jp")),
+            (encoding_rs::EUC_JP, None),
+        ] {
+            let mut text = String::from("x");
+            while text.len() < SAMPLE_SIZE * 2 {
+                text.push_str(JA);
+                text.push_str("\r\n");
+            }
+            let bytes = enc(e, &text);
+            let whole = decode(label, &bytes);
+            assert_eq!(whole.text, text, "{label:?} {}", e.name());
+            assert_eq!(whole.charset, e.name());
+            for cuts in [
+                &[1usize][..],
+                &[7],
+                &[4096, 1, 3],
+                &[SAMPLE_SIZE - 1, 2],
+                &[65537],
+            ] {
+                let (out, info) = chunked(label, &bytes, cuts);
+                assert!(out == text, "{label:?} {} cuts {cuts:?}", e.name());
+                assert_eq!(info, whole_info(&whole));
+            }
+        }
+    }
+
+    fn whole_info(d: &Decoded) -> DecodeInfo {
+        DecodeInfo {
+            charset: d.charset,
+            detected: d.detected,
+            had_errors: d.had_errors,
+        }
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut d = TextDecoder::new(None);
+        let mut out = String::new();
+        d.feed(&vec![b'a'; SAMPLE_SIZE - 1], &mut out);
+        assert!(out.is_empty());
+        assert!(matches!(&d.state, State::Sampling(b) if b.len() == SAMPLE_SIZE - 1));
+        d.feed(b"bc", &mut out);
+        assert!(matches!(d.state, State::Streaming(_)));
+        assert_eq!(out.len(), SAMPLE_SIZE + 1);
+        out.clear();
+        // Streaming: output comes with the input, nothing is held back but a partial char.
+        d.feed("日本".as_bytes(), &mut out);
+        d.feed(&"語".as_bytes()[..2], &mut out);
+        assert_eq!(out, "日本");
+        d.finish(&mut out);
+        assert_eq!(out, "日本\u{FFFD}");
+        // finish twice / feed after finish add nothing.
+        d.feed(b"more", &mut out);
+        d.finish(&mut out);
+        assert_eq!(out, "日本\u{FFFD}");
+    }
+
+    #[test]
+    fn hostile_bytes_do_not_panic() {
+        let mut seed: u32 = 12345;
+        let mut bytes = Vec::new();
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            bytes.push((seed >> 16) as u8);
+        }
+        for label in [
+            None,
+            Some("utf-7"),
+            Some("iso-2022-jp"),
+            Some("utf-16"),
+            Some("gb18030"),
+        ] {
+            let whole = decode(label, &bytes);
+            let (out, _) = chunked(label, &bytes, &[1, 2, 3, 5, 8, 13]);
+            assert_eq!(out, whole.text, "{label:?}");
+        }
+        // Escape soup for the ISO-2022-JP filter.
+        let soup: Vec<u8> = b"\x1b\x1b$\x1b(\x1b$B\x1b(I\x0e\x0f\x1b$(D!!\x1b".repeat(50);
+        let whole = decode(Some("iso-2022-jp"), &soup);
+        let (out, _) = chunked(Some("iso-2022-jp"), &soup, &[1, 2, 3]);
+        assert_eq!(out, whole.text);
     }
 }

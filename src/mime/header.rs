@@ -66,59 +66,20 @@ pub fn decode_text(raw: &[u8]) -> String {
     // that short pieces between encoded words do not each get a different guess.
     let raw_label = raw_charset(&segs);
 
+    let pieces = join_runs(segs);
     let mut text = String::with_capacity(raw.len().min(MAX_TEXT_LEN));
-    let mut i = 0;
-    while let Some(seg) = segs.get(i) {
-        match seg {
-            Seg::Raw(r) => {
-                push_raw(r, raw_label, &mut text);
-                i += 1;
+    for (k, piece) in pieces.iter().enumerate() {
+        match piece {
+            Piece::Raw(r) => {
+                // White space between two decoded encoded words is not text (RFC 2047 6.2).
+                let between_words = k > 0
+                    && matches!(pieces.get(k - 1), Some(Piece::Text { decoded: true, .. }))
+                    && matches!(pieces.get(k + 1), Some(Piece::Text { decoded: true, .. }));
+                if !(between_words && is_lwsp(r)) {
+                    push_raw(r, raw_label, &mut text);
+                }
             }
-            Seg::Word { label, .. } => {
-                // Collect the run of words with the same charset, skipping white space between.
-                let name = charset::canonical_name(label);
-                let mut bytes = Vec::new();
-                let mut raws: Vec<&[u8]> = Vec::new();
-                let mut j = i;
-                loop {
-                    match segs.get(j) {
-                        Some(Seg::Word {
-                            label: l,
-                            bytes: b,
-                            raw: r,
-                        }) if j == i || (name.is_some() && charset::canonical_name(l) == name) => {
-                            bytes.extend_from_slice(b);
-                            raws.push(r);
-                            j += 1;
-                        }
-                        Some(Seg::Raw(r))
-                            if is_lwsp(r)
-                                && matches!(segs.get(j + 1), Some(Seg::Word { label: l, .. })
-                                    if name.is_some() && charset::canonical_name(l) == name) =>
-                        {
-                            j += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                if name.is_some() {
-                    text.push_str(&charset::decode(Some(label), &bytes).text);
-                } else {
-                    // Unknown charset: keep what was written.
-                    for r in raws {
-                        text.push_str(&String::from_utf8_lossy(r));
-                    }
-                }
-                // White space between this run and a following encoded word is dropped too
-                // (RFC 2047 6.2), whatever the charsets.
-                if let (Some(Seg::Raw(r)), Some(Seg::Word { .. })) = (segs.get(j), segs.get(j + 1))
-                {
-                    if is_lwsp(r) {
-                        j += 1;
-                    }
-                }
-                i = j;
-            }
+            Piece::Text { text: t, .. } => text.push_str(t),
         }
         if text.len() > MAX_TEXT_LEN * 2 {
             break;
@@ -127,13 +88,99 @@ pub fn decode_text(raw: &[u8]) -> String {
     clean_text(&text)
 }
 
+/// A piece of a value after encoded words are joined and decoded.
+enum Piece<'a> {
+    Raw(&'a [u8]),
+    /// A run of encoded words; `decoded` is false when they were kept as written.
+    Text {
+        text: String,
+        decoded: bool,
+    },
+}
+
+/// Join runs of encoded words of the same charset separated only by white space (the white
+/// space dropped) and decode each run as one byte string, so that a character split across
+/// words survives. A word with an unknown charset is decoded as UTF-8 when its octets are
+/// valid UTF-8 (mailers write `UNKNOWN` or `x-unknown` on UTF-8), else kept as written.
+fn join_runs(segs: Vec<Seg<'_>>) -> Vec<Piece<'_>> {
+    // The key that decides whether two words can be joined: the canonical charset name, or
+    // the lower-cased label for charsets we do not know.
+    fn key(label: &str) -> (Option<&'static str>, String) {
+        match charset::canonical_name(label) {
+            Some(n) => (Some(n), String::new()),
+            None => (None, label.to_ascii_lowercase()),
+        }
+    }
+    let mut pieces = Vec::with_capacity(segs.len());
+    let mut i = 0;
+    while let Some(seg) = segs.get(i) {
+        let (label, first) = match seg {
+            Seg::Raw(r) => {
+                pieces.push(Piece::Raw(r));
+                i += 1;
+                continue;
+            }
+            Seg::Word { label, .. } => (*label, key(label)),
+        };
+        let mut bytes = Vec::new();
+        let mut raws: Vec<&[u8]> = Vec::new();
+        let mut j = i;
+        loop {
+            match segs.get(j) {
+                Some(Seg::Word {
+                    label: l,
+                    bytes: b,
+                    raw: r,
+                }) if j == i || key(l) == first => {
+                    bytes.extend_from_slice(b);
+                    raws.push(r);
+                    j += 1;
+                }
+                Some(Seg::Raw(r))
+                    if is_lwsp(r)
+                        && matches!(segs.get(j + 1), Some(Seg::Word { label: l, .. })
+                            if key(l) == first) =>
+                {
+                    j += 1;
+                }
+                _ => break,
+            }
+        }
+        let piece = if first.0.is_some() {
+            Piece::Text {
+                text: charset::decode(Some(label), &bytes).text,
+                decoded: true,
+            }
+        } else if let Ok(s) = String::from_utf8(bytes) {
+            Piece::Text {
+                text: s,
+                decoded: true,
+            }
+        } else {
+            Piece::Text {
+                text: raws
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(r))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                decoded: false,
+            }
+        };
+        pieces.push(piece);
+        i = j;
+    }
+    pieces
+}
+
 /// Only spaces, tabs and line breaks (possibly none).
 fn is_lwsp(s: &[u8]) -> bool {
     s.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-/// Split a value into raw text and well-formed encoded words. Linear: a word's text stops at
-/// the first `?` or white space, so scans never overlap by more than a charset name.
+/// Split a value into raw text and well-formed encoded words. Spaces and tabs inside a word's
+/// text are tolerated (some mailers write them); line breaks and other controls are not.
+/// Linear: a word's text stops at the first `?`, so scans never overlap by more than a
+/// charset name.
 fn split_words(raw: &[u8]) -> Vec<Seg<'_>> {
     let mut segs = Vec::new();
     let mut raw_start = 0;
@@ -180,7 +227,7 @@ fn parse_word(raw: &[u8], p: usize) -> Option<(usize, &str, Vec<u8>)> {
     let text_len = rest
         .get(text_start..)?
         .iter()
-        .position(|&b| b == b'?' || b.is_ascii_whitespace() || b.is_ascii_control())?;
+        .position(|&b| b == b'?' || (b.is_ascii_control() && b != b'\t'))?;
     let text = rest.get(text_start..text_start + text_len)?;
     if rest.get(text_start + text_len..text_start + text_len + 2)? != b"?=" {
         return None;
@@ -212,6 +259,7 @@ fn decode_b(text: &[u8]) -> Option<Vec<u8>> {
                 n = 0;
                 continue;
             }
+            b' ' | b'\t' => continue,
             _ => return None,
         };
         acc = (acc << 6) | u32::from(v);
@@ -261,30 +309,28 @@ fn hex(c: u8) -> Option<u8> {
 /// The charset for the raw (not encoded-word) pieces of a value, if they need one: `None`
 /// when they are all ASCII without escapes or valid UTF-8.
 fn raw_charset(segs: &[Seg<'_>]) -> Option<&'static str> {
-    let needs = |r: &[u8]| {
-        if r.is_ascii() {
-            r.contains(&0x1B)
-        } else {
-            std::str::from_utf8(r).is_err()
-        }
-    };
     let mut all = Vec::new();
-    let mut any = false;
     for s in segs {
         if let Seg::Raw(r) = s {
-            any |= needs(r);
-            all.extend_from_slice(r);
-            all.push(b' ');
+            let needs = match std::str::from_utf8(r) {
+                Ok(t) => t.contains('\u{1b}'),
+                Err(_) => true,
+            };
+            if needs {
+                all.extend_from_slice(r);
+                all.push(b' ');
+            }
         }
     }
-    any.then(|| charset::decode(None, &all).charset)
+    (!all.is_empty()).then(|| charset::decode(None, &all).charset)
 }
 
 fn push_raw(r: &[u8], label: Option<&str>, out: &mut String) {
-    match (std::str::from_utf8(r), label) {
-        (Ok(s), _) if s.is_ascii() && !s.contains('\u{1b}') => out.push_str(s),
-        (Ok(s), None) => out.push_str(s),
-        (_, label) => out.push_str(&charset::decode(label, r).text),
+    match std::str::from_utf8(r) {
+        // ASCII or UTF-8 stays what it is, whatever the other pieces needed; escapes mean
+        // 7-bit ISO-2022-JP and go through the decoder.
+        Ok(s) if !s.contains('\u{1b}') => out.push_str(s),
+        _ => out.push_str(&charset::decode(label, r).text),
     }
 }
 
