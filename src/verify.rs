@@ -1,1 +1,1303 @@
-//! Independent re-parse of every clean message and the invariant check. (Implementation in progress.)
+//! The independent check of every clean message, before anything is reported as written.
+//!
+//! Rebuild is trusted to write the canonical form, but a bug there (or in whatever fed it) must
+//! never become a dirty message in a staff mailbox: [`verify_file`] re-reads the file as it is
+//! on disk and checks the invariants of DESIGN ("The clean message"). A violation is an error
+//! for the caller (fail closed: exit 75 / SMTP 451 / `on_error`), never a warning.
+//!
+//! Two passes:
+//! 1. A **streaming pass** over the file, always: CRLF only, no line over 998 octets, 7-bit
+//!    octets only (header and body), only our header fields, our canonical structure (one
+//!    text/plain part, or multipart/mixed with the text first and attachments after, no
+//!    preamble, no epilogue, no line that merely starts like a delimiter), strict
+//!    base64 / quoted-printable / 7bit decoding, strict charset decoding of the text part
+//!    (encoding_rs, no replacement; ISO-2022-JP lines must return to ASCII), no part whose
+//!    content starts with executable or OLE magic, only allowed media types, and the beginning
+//!    of the original body text present in the decoded text. Memory is bounded by a line and a
+//!    short head of the text, so a 100 MB message is checked within a few MB.
+//! 2. An **independent parse** with mail-parser 0.11 (`MessageParser::default()`), for messages
+//!    up to [`Expectation::whole_parse_limit`] (16 MiB): it must find the same leaves, none with
+//!    an encoding problem, no HTML, allowed types, the same attachment bytes (SHA-256), and the
+//!    body text. Larger messages rely on the streaming pass alone (the memory target of a 100 MB
+//!    message in 64 MB RSS leaves no room for a whole-message parse).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use sha2::{Digest, Sha256};
+
+/// Longest line, CRLF excluded.
+const MAX_LINE: usize = 998;
+/// Bound on one header block (ours are far smaller; References can be long).
+const MAX_HEADER: usize = 4 << 20;
+/// How much of the decoded text part is kept for the prefix check, beyond the prefix itself
+/// (the notice comes first).
+const HEAD_SLACK: usize = 1 << 20;
+
+/// Header fields the top level of a clean message may carry (lower case).
+const TOP_FIELDS: &[&str] = &[
+    "received",
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "x-mugaika-status",
+    "x-mugaika-quarantine-id",
+];
+/// Header fields of a part inside our multipart/mixed.
+const PART_FIELDS: &[&str] = &[
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+];
+
+/// What the caller knows the clean message must hold.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// The beginning of the model's body text (`TextBuffer::prefix`); it must be found in the
+    /// decoded text part (after the notice).
+    pub text_prefix: String,
+    /// How many attachments rebuild wrote.
+    pub attachments: usize,
+    /// Messages larger than this get the streaming pass only.
+    pub whole_parse_limit: u64,
+}
+
+impl Default for Expectation {
+    fn default() -> Self {
+        Expectation {
+            text_prefix: String::new(),
+            attachments: 0,
+            whole_parse_limit: 16 << 20,
+        }
+    }
+}
+
+/// An invariant the clean message breaks.
+#[derive(Debug, thiserror::Error)]
+pub enum Violation {
+    #[error("cannot read the clean message: {0}")]
+    Io(#[from] io::Error),
+    #[error("line {line}: bare CR or LF")]
+    BareLineEnd { line: u64 },
+    #[error("line {line}: not terminated by CRLF")]
+    Unterminated { line: u64 },
+    #[error("line {line}: {len} octets, more than 998")]
+    LongLine { line: u64, len: usize },
+    #[error("line {line}: 8-bit octet in the header")]
+    EightBitHeader { line: u64 },
+    #[error("line {line}: 8-bit octet in the body")]
+    EightBitBody { line: u64 },
+    #[error("header field {0:?} is not one of ours")]
+    HeaderNotAllowed(String),
+    #[error("structure: {0}")]
+    Structure(String),
+    #[error("part type {0:?} is not allowed")]
+    TypeNotAllowed(String),
+    #[error("text/html part")]
+    Html,
+    #[error("part {part}: content starts with {kind} magic")]
+    Executable { part: usize, kind: &'static str },
+    #[error("part {part}: {reason}")]
+    TransferEncoding { part: usize, reason: String },
+    #[error("part {part}: text does not decode as {charset}")]
+    Charset { part: usize, charset: String },
+    #[error("the original body text is missing from the text part")]
+    TextMissing,
+    #[error("mail-parser: {0}")]
+    Parser(String),
+}
+
+/// Checks the clean message at `path`.
+pub fn verify_file(path: &Path, expect: &Expectation) -> Result<(), Violation> {
+    let size = std::fs::metadata(path)?.len();
+    let found = stream_check(File::open(path)?, expect)?;
+    if size <= expect.whole_parse_limit {
+        let raw = std::fs::read(path)?;
+        parse_check(&raw, expect, &found)?;
+    }
+    Ok(())
+}
+
+/// Checks a clean message held in memory (tests, small messages).
+pub fn verify_bytes(raw: &[u8], expect: &Expectation) -> Result<(), Violation> {
+    let found = stream_check(raw, expect)?;
+    if raw.len() as u64 <= expect.whole_parse_limit {
+        parse_check(raw, expect, &found)?;
+    }
+    Ok(())
+}
+
+/// Normalises a text for comparison: line ends to LF, half-width katakana to full width and
+/// the characters ISO-2022-JP converters disagree on to one form. Applied to both sides.
+pub fn normalise_text(s: &str) -> String {
+    let s = s.replace("\r\n", "\n").replace('\r', "\n");
+    crate::rebuild::fold_kana(&s)
+        .into_iter()
+        .map(crate::rebuild::jis_fold_char)
+        .collect()
+}
+
+fn prefix_found(head: &str, expect: &Expectation) -> bool {
+    let want = normalise_text(&expect.text_prefix);
+    // The prefix may end in the middle of something rebuild combines (CR LF, a katakana and its
+    // voiced mark): its last character is not compared.
+    let mut want: Vec<char> = want.chars().collect();
+    want.pop();
+    let want: String = want.into_iter().collect();
+    let want = want.trim_end();
+    want.is_empty() || normalise_text(head).contains(want)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The streaming pass
+
+/// What the streaming pass learnt, for the comparison with mail-parser.
+#[derive(Debug, Default)]
+struct Found {
+    top_type: String,
+    leaves: Vec<LeafInfo>,
+}
+
+#[derive(Debug)]
+struct LeafInfo {
+    content_type: String,
+    sha256: [u8; 32],
+}
+
+/// Reads CRLF lines, enforcing the line invariants.
+struct Lines<R: Read> {
+    r: BufReader<R>,
+    buf: Vec<u8>,
+    no: u64,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(r: R) -> Self {
+        Lines {
+            r: BufReader::with_capacity(64 << 10, r),
+            buf: Vec::with_capacity(1024),
+            no: 0,
+        }
+    }
+
+    /// The next line without its CRLF, or `None` at the end.
+    fn next(&mut self) -> Result<Option<&[u8]>, Violation> {
+        Ok(if self.advance()? {
+            Some(self.line())
+        } else {
+            None
+        })
+    }
+
+    /// The current line, without its CRLF.
+    fn line(&self) -> &[u8] {
+        &self.buf[..self.buf.len().saturating_sub(2)]
+    }
+
+    /// Moves to the next line; `false` at the end.
+    fn advance(&mut self) -> Result<bool, Violation> {
+        self.buf.clear();
+        loop {
+            let avail = self.r.fill_buf()?;
+            if avail.is_empty() {
+                if self.buf.is_empty() {
+                    return Ok(false);
+                }
+                return Err(Violation::Unterminated { line: self.no + 1 });
+            }
+            match memchr::memchr(b'\n', avail) {
+                Some(i) => {
+                    self.buf.extend_from_slice(&avail[..=i]);
+                    self.r.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = avail.len();
+                    self.buf.extend_from_slice(avail);
+                    self.r.consume(n);
+                }
+            }
+            if self.buf.len() > MAX_LINE + 2 {
+                return Err(Violation::LongLine {
+                    line: self.no + 1,
+                    len: self.buf.len(),
+                });
+            }
+        }
+        self.no += 1;
+        let len = self.buf.len();
+        if len < 2
+            || self.buf[len - 2] != b'\r'
+            || memchr::memchr(b'\r', &self.buf[..len - 2]).is_some()
+        {
+            return Err(Violation::BareLineEnd { line: self.no });
+        }
+        if len - 2 > MAX_LINE {
+            return Err(Violation::LongLine {
+                line: self.no,
+                len: len - 2,
+            });
+        }
+        Ok(true)
+    }
+}
+
+/// Reads a header block (up to the empty line): fields with lower-case names and unfolded
+/// values. Every octet must be 7-bit; every name one of `allowed`, at most once.
+fn read_header<R: Read>(
+    lines: &mut Lines<R>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, Violation> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        if !lines.advance()? {
+            return Err(Violation::Structure("header block not ended".into()));
+        }
+        let line = lines.line();
+        let no = lines.no;
+        if line.is_empty() {
+            break;
+        }
+        total += line.len();
+        if total > MAX_HEADER {
+            return Err(Violation::Structure("header block too large".into()));
+        }
+        if !line.is_ascii() {
+            return Err(Violation::EightBitHeader { line: no });
+        }
+        // Safe: ASCII.
+        let text = String::from_utf8_lossy(line);
+        if text.starts_with([' ', '\t']) {
+            match fields.last_mut() {
+                Some((_, v)) => {
+                    if text.trim().is_empty() {
+                        return Err(Violation::Structure(format!(
+                            "line {no}: whitespace-only continuation line"
+                        )));
+                    }
+                    v.push_str(&text);
+                }
+                None => {
+                    return Err(Violation::Structure(format!(
+                        "line {no}: continuation without a field"
+                    )))
+                }
+            }
+            continue;
+        }
+        let Some((name, value)) = text.split_once(':') else {
+            return Err(Violation::Structure(format!(
+                "line {no}: not a header field"
+            )));
+        };
+        let lname = name.to_ascii_lowercase();
+        if !allowed.contains(&lname.as_str()) {
+            return Err(Violation::HeaderNotAllowed(name.to_string()));
+        }
+        if fields.iter().any(|(n, _)| *n == lname) {
+            return Err(Violation::Structure(format!("duplicate {name} field")));
+        }
+        fields.push((lname, value.trim().to_string()));
+    }
+    Ok(fields)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A Content-Type or Content-Disposition value: the lower-cased value and its parameters
+/// (names lower-cased, quotes removed). Strict enough for what rebuild writes.
+fn parse_params(v: &str) -> Option<(String, Vec<(String, String)>)> {
+    let mut it = v.splitn(2, ';');
+    let main = it.next()?.trim().to_ascii_lowercase();
+    let mut rest = it.next().unwrap_or("").trim_start();
+    let mut params = Vec::new();
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=')?;
+        let name = name.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, tail) = if let Some(q) = after.strip_prefix('"') {
+            let mut val = String::new();
+            let mut chars = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => val.push(chars.next()?.1),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => val.push(c),
+                }
+            }
+            (val, &q[end?..])
+        } else {
+            let end = after.find(';').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.push((name, value));
+        let tail = tail.trim_start();
+        rest = match tail.strip_prefix(';') {
+            Some(t) => t.trim_start(),
+            None if tail.is_empty() => "",
+            None => return None,
+        };
+    }
+    Some((main, params))
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn attachment_type_allowed(t: &str) -> bool {
+    matches!(
+        t,
+        "image/png"
+            | "image/jpeg"
+            | "image/gif"
+            | "application/pdf"
+            | "application/zip"
+            | "text/csv"
+    ) || t
+        .strip_prefix("application/vnd.openxmlformats-officedocument.")
+        .is_some_and(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')
+        })
+}
+
+fn magic(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"MZ") {
+        Some("MZ (PE executable)")
+    } else if data.starts_with(b"\x7fELF") {
+        Some("ELF")
+    } else if data.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        Some("OLE2")
+    } else {
+        None
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cte {
+    SevenBit,
+    QuotedPrintable,
+    Base64,
+}
+
+/// One leaf being checked: transfer-decoded octets in, checks and (for the text) a head out.
+struct Leaf {
+    index: usize,
+    content_type: String,
+    cte: Cte,
+    charset_name: String,
+    decoder: Option<encoding_rs::Decoder>,
+    /// ISO-2022-JP: whether the decoded octets are in a JIS X 0208 (two-byte) state.
+    jis: Option<JisState>,
+    head: String,
+    head_cap: usize,
+    first: Vec<u8>,
+    hasher: Sha256,
+    scratch: String,
+    /// Transfer decoding state: pending CRLF (7bit, QP) and base64 quad.
+    pending_crlf: bool,
+    quad: [u8; 4],
+    quad_len: usize,
+    b64_done: bool,
+}
+
+#[derive(Default)]
+struct JisState {
+    esc: Vec<u8>,
+    two_byte: bool,
+}
+
+impl Leaf {
+    fn new(
+        index: usize,
+        content_type: &str,
+        cte: Cte,
+        charset: Option<&str>,
+        head_cap: usize,
+    ) -> Result<Leaf, Violation> {
+        let (decoder, jis, charset_name) = match charset {
+            None => (None, None, String::new()),
+            Some(label) => {
+                let l = label.to_ascii_lowercase();
+                let enc = match l.as_str() {
+                    "utf-8" => encoding_rs::UTF_8,
+                    "iso-2022-jp" => encoding_rs::ISO_2022_JP,
+                    _ => {
+                        return Err(Violation::Charset {
+                            part: index,
+                            charset: label.to_string(),
+                        })
+                    }
+                };
+                let jis = (enc == encoding_rs::ISO_2022_JP).then(JisState::default);
+                (Some(enc.new_decoder_without_bom_handling()), jis, l)
+            }
+        };
+        Ok(Leaf {
+            index,
+            content_type: content_type.to_string(),
+            cte,
+            charset_name,
+            decoder,
+            jis,
+            head: String::new(),
+            head_cap,
+            first: Vec::with_capacity(8),
+            hasher: Sha256::new(),
+            scratch: String::new(),
+            pending_crlf: false,
+            quad: [0; 4],
+            quad_len: 0,
+            b64_done: false,
+        })
+    }
+
+    fn te_error(&self, reason: impl Into<String>) -> Violation {
+        Violation::TransferEncoding {
+            part: self.index,
+            reason: reason.into(),
+        }
+    }
+
+    /// One body line (CRLF removed), still transfer-encoded.
+    fn line(&mut self, line: &[u8]) -> Result<(), Violation> {
+        match self.cte {
+            Cte::SevenBit => {
+                if line.contains(&0) {
+                    return Err(self.te_error("NUL in a 7bit body"));
+                }
+                if std::mem::replace(&mut self.pending_crlf, true) {
+                    self.decoded(b"\r\n")?;
+                }
+                self.decoded(line)
+            }
+            Cte::QuotedPrintable => {
+                if line.len() > 76 {
+                    return Err(self.te_error("quoted-printable line longer than 76"));
+                }
+                if std::mem::take(&mut self.pending_crlf) {
+                    self.decoded(b"\r\n")?;
+                }
+                let (body, soft) = match line.strip_suffix(b"=") {
+                    Some(b) => (b, true),
+                    None => (line, false),
+                };
+                if !soft && matches!(line.last(), Some(b' ' | b'\t')) {
+                    return Err(self.te_error("unencoded whitespace at a line end"));
+                }
+                let mut out = Vec::with_capacity(body.len());
+                let mut i = 0;
+                while i < body.len() {
+                    let b = body[i];
+                    if b == b'=' {
+                        let h = body.get(i + 1..i + 3).and_then(|h| {
+                            let s = std::str::from_utf8(h).ok()?;
+                            u8::from_str_radix(s, 16).ok()
+                        });
+                        match h {
+                            Some(v) => out.push(v),
+                            None => return Err(self.te_error("bad =XX sequence")),
+                        }
+                        i += 3;
+                    } else if b == b' ' || b == b'\t' || (33..=126).contains(&b) {
+                        out.push(b);
+                        i += 1;
+                    } else {
+                        return Err(self.te_error("octet that quoted-printable must encode"));
+                    }
+                }
+                self.pending_crlf = !soft;
+                self.decoded(&out)
+            }
+            Cte::Base64 => {
+                if line.len() > 76 {
+                    return Err(self.te_error("base64 line longer than 76"));
+                }
+                let mut out = Vec::with_capacity(line.len() / 4 * 3 + 3);
+                for &c in line {
+                    if self.b64_done {
+                        return Err(self.te_error("base64 data after the padding"));
+                    }
+                    let v = match c {
+                        b'A'..=b'Z' => c - b'A',
+                        b'a'..=b'z' => c - b'a' + 26,
+                        b'0'..=b'9' => c - b'0' + 52,
+                        b'+' => 62,
+                        b'/' => 63,
+                        b'=' => 64,
+                        _ => return Err(self.te_error("character outside the base64 alphabet")),
+                    };
+                    self.quad[self.quad_len] = v;
+                    self.quad_len += 1;
+                    if self.quad_len == 4 {
+                        self.quad_len = 0;
+                        let q = self.quad;
+                        let pad = q.iter().filter(|&&x| x == 64).count();
+                        let pad_ok = match pad {
+                            0 => true,
+                            1 => q[3] == 64,
+                            2 => q[2] == 64 && q[3] == 64,
+                            _ => false,
+                        };
+                        if !pad_ok {
+                            return Err(self.te_error("misplaced base64 padding"));
+                        }
+                        let n = (u32::from(q[0]) << 18)
+                            | (u32::from(q[1]) << 12)
+                            | (u32::from(q[2] & 63) << 6)
+                            | u32::from(q[3] & 63);
+                        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+                        out.extend_from_slice(&bytes[..3 - pad]);
+                        if pad > 0 {
+                            self.b64_done = true;
+                        }
+                    }
+                }
+                self.decoded(&out)
+            }
+        }
+    }
+
+    /// Transfer-decoded octets.
+    fn decoded(&mut self, data: &[u8]) -> Result<(), Violation> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.first.len() < 8 {
+            let n = (8 - self.first.len()).min(data.len());
+            self.first.extend_from_slice(&data[..n]);
+        }
+        self.hasher.update(data);
+        if let Some(j) = self.jis.as_mut() {
+            for &b in data {
+                if !j.esc.is_empty() || b == 0x1B {
+                    j.esc.push(b);
+                    if j.esc.len() == 3 {
+                        match &j.esc[..] {
+                            b"\x1b$B" => j.two_byte = true,
+                            b"\x1b(B" => j.two_byte = false,
+                            _ => {
+                                return Err(Violation::Charset {
+                                    part: self.index,
+                                    charset: "ISO-2022-JP (escape other than ESC $ B / ESC ( B)"
+                                        .into(),
+                                })
+                            }
+                        }
+                        j.esc.clear();
+                    }
+                } else if b == b'\n' && j.two_byte {
+                    return Err(Violation::Charset {
+                        part: self.index,
+                        charset: "ISO-2022-JP (line ends outside ASCII)".into(),
+                    });
+                } else if b >= 0x80 {
+                    return Err(Violation::Charset {
+                        part: self.index,
+                        charset: "ISO-2022-JP (8-bit octet)".into(),
+                    });
+                }
+            }
+        }
+        self.decode_charset(data, false)
+    }
+
+    fn decode_charset(&mut self, data: &[u8], last: bool) -> Result<(), Violation> {
+        let Some(dec) = self.decoder.as_mut() else {
+            return Ok(());
+        };
+        let mut src = data;
+        loop {
+            self.scratch.clear();
+            let want = dec
+                .max_utf8_buffer_length_without_replacement(src.len())
+                .unwrap_or(src.len() * 3 + 16)
+                .clamp(64, 256 << 10);
+            self.scratch.reserve(want);
+            let (res, read) =
+                dec.decode_to_string_without_replacement(src, &mut self.scratch, last);
+            if self.head.len() < self.head_cap {
+                let room = self.head_cap - self.head.len();
+                let cut = floor_boundary(&self.scratch, room.min(self.scratch.len()));
+                self.head.push_str(&self.scratch[..cut]);
+            }
+            src = src.get(read..).unwrap_or(&[]);
+            match res {
+                encoding_rs::DecoderResult::InputEmpty => return Ok(()),
+                encoding_rs::DecoderResult::OutputFull => continue,
+                encoding_rs::DecoderResult::Malformed(_, _) => {
+                    return Err(Violation::Charset {
+                        part: self.index,
+                        charset: self.charset_name.clone(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// The part ended (`at_delimiter`: a boundary follows, which owns the last CRLF).
+    fn finish(mut self, at_delimiter: bool) -> Result<(LeafInfo, String, Vec<u8>), Violation> {
+        if self.pending_crlf && !at_delimiter {
+            self.decoded(b"\r\n")?;
+        }
+        if self.cte == Cte::Base64 && self.quad_len != 0 {
+            return Err(self.te_error("base64 data ends inside a quantum"));
+        }
+        if let Some(j) = &self.jis {
+            if j.two_byte || !j.esc.is_empty() {
+                return Err(Violation::Charset {
+                    part: self.index,
+                    charset: "ISO-2022-JP (text ends outside ASCII)".into(),
+                });
+            }
+        }
+        self.decode_charset(&[], true)?;
+        if let Some(kind) = magic(&self.first) {
+            return Err(Violation::Executable {
+                part: self.index,
+                kind,
+            });
+        }
+        Ok((
+            LeafInfo {
+                content_type: self.content_type,
+                sha256: self.hasher.finalize().into(),
+            },
+            self.head,
+            self.first,
+        ))
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn cte_of(fields: &[(String, String)], part: usize) -> Result<Cte, Violation> {
+    match field(fields, "content-transfer-encoding").map(|v| v.to_ascii_lowercase()) {
+        Some(v) if v == "7bit" => Ok(Cte::SevenBit),
+        Some(v) if v == "quoted-printable" => Ok(Cte::QuotedPrintable),
+        Some(v) if v == "base64" => Ok(Cte::Base64),
+        Some(v) => Err(Violation::TransferEncoding {
+            part,
+            reason: format!("transfer encoding {v:?} is not one rebuild writes"),
+        }),
+        None => Err(Violation::Structure(format!(
+            "part {part} has no Content-Transfer-Encoding"
+        ))),
+    }
+}
+
+fn stream_check<R: Read>(r: R, expect: &Expectation) -> Result<Found, Violation> {
+    let mut lines = Lines::new(r);
+    let top = read_header(&mut lines, TOP_FIELDS)?;
+    for required in [
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "x-mugaika-status",
+    ] {
+        if field(&top, required).is_none() {
+            return Err(Violation::Structure(format!("no {required} field")));
+        }
+    }
+    if field(&top, "mime-version") != Some("1.0") {
+        return Err(Violation::Structure("MIME-Version is not 1.0".into()));
+    }
+    let ct_raw = field(&top, "content-type").unwrap_or("");
+    let (top_type, top_params) = parse_params(ct_raw)
+        .ok_or_else(|| Violation::Structure(format!("bad Content-Type {ct_raw:?}")))?;
+    let head_cap = expect.text_prefix.len() + HEAD_SLACK;
+    let mut found = Found {
+        top_type: top_type.clone(),
+        leaves: Vec::new(),
+    };
+    let mut text_head = String::new();
+
+    match top_type.as_str() {
+        "text/plain" => {
+            let cte = cte_of(&top, 0)?;
+            let mut leaf = Leaf::new(
+                0,
+                "text/plain",
+                cte,
+                param(&top_params, "charset"),
+                head_cap,
+            )?;
+            if param(&top_params, "charset").is_none() {
+                return Err(Violation::Structure("text part without a charset".into()));
+            }
+            while lines.advance()? {
+                let line = lines.line();
+                if !line.is_ascii() {
+                    return Err(Violation::EightBitBody { line: lines.no });
+                }
+                leaf.line(line)?;
+            }
+            let (info, head, _) = leaf.finish(false)?;
+            found.leaves.push(info);
+            text_head = head;
+        }
+        "multipart/mixed" => {
+            if field(&top, "content-transfer-encoding").is_some() {
+                return Err(Violation::Structure(
+                    "Content-Transfer-Encoding on the multipart".into(),
+                ));
+            }
+            let boundary = param(&top_params, "boundary")
+                .filter(|b| !b.is_empty() && b.len() <= 70 && b.contains("=_") && b.is_ascii())
+                .ok_or_else(|| Violation::Structure("missing or unusable boundary".into()))?
+                .to_string();
+            let delim = format!("--{boundary}").into_bytes();
+            let close = format!("--{boundary}--").into_bytes();
+            match lines.next()? {
+                Some(l) if l == &delim[..] => {}
+                _ => {
+                    return Err(Violation::Structure(
+                        "preamble before the first boundary".into(),
+                    ))
+                }
+            }
+            let mut index = 0usize;
+            'parts: loop {
+                index += 1;
+                let fields = read_header(&mut lines, PART_FIELDS)?;
+                let ct = field(&fields, "content-type").ok_or_else(|| {
+                    Violation::Structure(format!("part {index} has no Content-Type"))
+                })?;
+                let (ptype, pparams) = parse_params(ct)
+                    .ok_or_else(|| Violation::Structure(format!("bad Content-Type {ct:?}")))?;
+                let cte = cte_of(&fields, index)?;
+                let mut leaf = if index == 1 {
+                    if ptype != "text/plain" {
+                        return Err(if ptype == "text/html" {
+                            Violation::Html
+                        } else {
+                            Violation::Structure(format!("first part is {ptype}, not the text"))
+                        });
+                    }
+                    if field(&fields, "content-disposition").is_some() {
+                        return Err(Violation::Structure("text part with a disposition".into()));
+                    }
+                    let cs = param(&pparams, "charset").ok_or_else(|| {
+                        Violation::Structure("text part without a charset".into())
+                    })?;
+                    Leaf::new(index, &ptype, cte, Some(cs), head_cap)?
+                } else {
+                    if ptype == "text/html" {
+                        return Err(Violation::Html);
+                    }
+                    if !attachment_type_allowed(&ptype) {
+                        return Err(Violation::TypeNotAllowed(ptype));
+                    }
+                    if cte != Cte::Base64 {
+                        return Err(Violation::TransferEncoding {
+                            part: index,
+                            reason: "attachment not in base64".into(),
+                        });
+                    }
+                    match field(&fields, "content-disposition").and_then(parse_params) {
+                        Some((d, _)) if d == "attachment" => {}
+                        _ => {
+                            return Err(Violation::Structure(format!(
+                                "part {index} is not an attachment"
+                            )))
+                        }
+                    }
+                    Leaf::new(index, &ptype, cte, None, 0)?
+                };
+                loop {
+                    if !lines.advance()? {
+                        return Err(Violation::Structure("multipart not closed".into()));
+                    }
+                    let line = lines.line();
+                    if line.starts_with(&delim) {
+                        let is_next = line == &delim[..];
+                        let is_close = line == &close[..];
+                        if !is_next && !is_close {
+                            return Err(Violation::Structure(format!(
+                                "line {}: looks like a delimiter but is not one",
+                                lines.no
+                            )));
+                        }
+                        let (info, head, _) = leaf.finish(true)?;
+                        if index == 1 {
+                            text_head = head;
+                        }
+                        found.leaves.push(info);
+                        if is_close {
+                            break 'parts;
+                        }
+                        continue 'parts;
+                    }
+                    if !line.is_ascii() {
+                        return Err(Violation::EightBitBody { line: lines.no });
+                    }
+                    leaf.line(line)?;
+                }
+            }
+            if lines.next()?.is_some() {
+                return Err(Violation::Structure(
+                    "epilogue after the closing boundary".into(),
+                ));
+            }
+        }
+        "text/html" => return Err(Violation::Html),
+        other => return Err(Violation::TypeNotAllowed(other.to_string())),
+    }
+    let attachments = found.leaves.len().saturating_sub(1);
+    if attachments != expect.attachments {
+        return Err(Violation::Structure(format!(
+            "{attachments} attachments written, {} expected",
+            expect.attachments
+        )));
+    }
+    if !prefix_found(&text_head, expect) {
+        return Err(Violation::TextMissing);
+    }
+    Ok(found)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The independent parse
+
+fn parse_check(raw: &[u8], expect: &Expectation, found: &Found) -> Result<(), Violation> {
+    let msg = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| Violation::Parser("does not parse".into()))?;
+    let mut leaves = Vec::new();
+    for (i, part) in msg.parts.iter().enumerate() {
+        if part.is_encoding_problem {
+            return Err(Violation::Parser(format!("part {i}: encoding problem")));
+        }
+        let ct = part
+            .content_type()
+            .map(|c| {
+                format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default()).to_ascii_lowercase()
+            })
+            .unwrap_or_else(|| "text/plain".into());
+        match &part.body {
+            PartType::Html(_) => return Err(Violation::Html),
+            PartType::Message(_) => {
+                return Err(Violation::Parser(format!("part {i}: a nested message")))
+            }
+            PartType::Multipart(_) => {
+                if i != 0 || ct != "multipart/mixed" {
+                    return Err(Violation::Parser(format!("part {i}: unexpected {ct}")));
+                }
+            }
+            PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
+                if ct == "text/html" {
+                    return Err(Violation::Html);
+                }
+                if ct != "text/plain" && !attachment_type_allowed(&ct) {
+                    return Err(Violation::TypeNotAllowed(ct));
+                }
+                leaves.push((ct, part));
+            }
+        }
+    }
+    let root = msg
+        .parts
+        .first()
+        .ok_or_else(|| Violation::Parser("no parts".into()))?;
+    let root_type = root
+        .content_type()
+        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default()).to_ascii_lowercase())
+        .unwrap_or_default();
+    if root_type != found.top_type {
+        return Err(Violation::Parser(format!(
+            "top type {root_type}, streaming pass found {}",
+            found.top_type
+        )));
+    }
+    if leaves.len() != found.leaves.len() {
+        return Err(Violation::Parser(format!(
+            "{} leaves, streaming pass found {}",
+            leaves.len(),
+            found.leaves.len()
+        )));
+    }
+    for (i, ((ct, part), mine)) in leaves.iter().zip(&found.leaves).enumerate() {
+        if *ct != mine.content_type {
+            return Err(Violation::Parser(format!(
+                "leaf {i} is {ct}, streaming pass found {}",
+                mine.content_type
+            )));
+        }
+        match &part.body {
+            PartType::Text(text) if i == 0 => {
+                if !prefix_found(text, expect) {
+                    return Err(Violation::TextMissing);
+                }
+            }
+            PartType::Binary(b) | PartType::InlineBinary(b) => {
+                if let Some(kind) = magic(b) {
+                    return Err(Violation::Executable { part: i, kind });
+                }
+                let h: [u8; 32] = Sha256::digest(b.as_ref()).into();
+                if h != mine.sha256 {
+                    return Err(Violation::Parser(format!(
+                        "leaf {i}: decoded content differs from the streaming pass"
+                    )));
+                }
+            }
+            PartType::Text(_) => {}
+            _ => return Err(Violation::Parser(format!("leaf {i}: not text or binary"))),
+        }
+        if i == 0 && !matches!(part.body, PartType::Text(_)) {
+            return Err(Violation::Parser("the first leaf is not text".into()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutputCharset;
+    use crate::mime::header::Address;
+    use crate::rebuild::{write_message, NoticeSource, RebuildOptions};
+    use crate::sanitise::{KeptAttachment, TopHeaders};
+
+    const TEXT: &str = "本文の最初の行です。\nSecond line.\n";
+
+    fn good(cs: OutputCharset, atts: &[KeptAttachment]) -> Vec<u8> {
+        let h = TopHeaders {
+            from: vec![Address {
+                name: Some("差出人".into()),
+                addr: "a@example.jp".into(),
+            }],
+            subject: Some("件名".into()),
+            ..TopHeaders::default()
+        };
+        let o = RebuildOptions {
+            charset: cs,
+            notice: NoticeSource::Text("お知らせ\n".into()),
+            ..RebuildOptions::default()
+        };
+        let mut out = Vec::new();
+        let mut src = TEXT;
+        write_message(&h, &mut src, atts, &mut Vec::new(), &o, &mut out).unwrap();
+        out
+    }
+
+    fn exp(n: usize) -> Expectation {
+        Expectation {
+            text_prefix: TEXT.to_string(),
+            attachments: n,
+            ..Expectation::default()
+        }
+    }
+
+    fn pdf() -> Vec<KeptAttachment> {
+        vec![KeptAttachment {
+            filename: "a.pdf".into(),
+            content_type: "application/pdf".into(),
+            data: b"%PDF-1.4\n...".to_vec(),
+        }]
+    }
+
+    fn replace(raw: &[u8], from: &str, to: &str) -> Vec<u8> {
+        let s = String::from_utf8(raw.to_vec()).unwrap();
+        assert!(s.contains(from), "{from:?} not in\n{s}");
+        s.replacen(from, to, 1).into_bytes()
+    }
+
+    #[test]
+    fn good_messages_pass_both_passes() {
+        for cs in [OutputCharset::Utf8, OutputCharset::Iso2022Jp] {
+            verify_bytes(&good(cs, &[]), &exp(0)).unwrap();
+            verify_bytes(&good(cs, &pdf()), &exp(1)).unwrap();
+            // Streaming pass alone, as for a large message.
+            let e = Expectation {
+                whole_parse_limit: 0,
+                ..exp(1)
+            };
+            verify_bytes(&good(cs, &pdf()), &e).unwrap();
+        }
+    }
+
+    #[test]
+    fn line_ending_violations() {
+        let g = good(OutputCharset::Utf8, &[]);
+        let bare_lf = replace(&g, "MIME-Version: 1.0\r\n", "MIME-Version: 1.0\n");
+        assert!(matches!(
+            verify_bytes(&bare_lf, &exp(0)),
+            Err(Violation::BareLineEnd { .. })
+        ));
+        let bare_cr = replace(&g, "MIME-Version: 1.0\r\n", "MIME-Version: 1.0\r\r\n");
+        assert!(matches!(
+            verify_bytes(&bare_cr, &exp(0)),
+            Err(Violation::BareLineEnd { .. })
+        ));
+        let mut unterminated = g.clone();
+        unterminated.truncate(g.len() - 2);
+        assert!(matches!(
+            verify_bytes(&unterminated, &exp(0)),
+            Err(Violation::Unterminated { .. })
+        ));
+    }
+
+    #[test]
+    fn long_line_is_caught() {
+        let g = good(OutputCharset::Utf8, &pdf());
+        let long = format!("Content-Type: application/pdf; x={}\r\n", "a".repeat(1000));
+        let bad = replace(&g, "Content-Type: application/pdf;", &long);
+        assert!(matches!(
+            verify_bytes(&bad, &exp(1)),
+            Err(Violation::LongLine { .. })
+        ));
+        let stream = Expectation {
+            whole_parse_limit: 0,
+            ..exp(1)
+        };
+        assert!(matches!(
+            verify_bytes(&bad, &stream),
+            Err(Violation::LongLine { .. })
+        ));
+    }
+
+    #[test]
+    fn eight_bit_header_and_body_are_caught() {
+        let g = good(OutputCharset::Utf8, &[]);
+        let bad = replace(
+            &g,
+            "MIME-Version: 1.0",
+            "Subject: 件名\r\nMIME-Version: 1.0",
+        );
+        assert!(matches!(
+            verify_bytes(&bad, &exp(0)),
+            Err(Violation::EightBitHeader { .. })
+        ));
+        let mut bad = g.clone();
+        bad.extend_from_slice("本文\r\n".as_bytes());
+        assert!(matches!(
+            verify_bytes(&bad, &exp(0)),
+            Err(Violation::EightBitBody { .. })
+        ));
+    }
+
+    #[test]
+    fn foreign_header_fields_are_caught() {
+        let g = good(OutputCharset::Utf8, &[]);
+        let bad = replace(
+            &g,
+            "MIME-Version: 1.0",
+            "X-Original: 1\r\nMIME-Version: 1.0",
+        );
+        assert!(matches!(
+            verify_bytes(&bad, &exp(0)),
+            Err(Violation::HeaderNotAllowed(_))
+        ));
+        let dup = replace(&g, "MIME-Version: 1.0", "Subject: a\r\nMIME-Version: 1.0");
+        assert!(matches!(
+            verify_bytes(&dup, &exp(0)),
+            Err(Violation::Structure(_))
+        ));
+    }
+
+    #[test]
+    fn html_parts_are_caught() {
+        let g = good(OutputCharset::Utf8, &pdf());
+        let bad = replace(
+            &g,
+            "Content-Type: application/pdf",
+            "Content-Type: text/html",
+        );
+        assert!(matches!(verify_bytes(&bad, &exp(1)), Err(Violation::Html)));
+        let g = good(OutputCharset::Utf8, &[]);
+        let bad = replace(&g, "text/plain", "text/html");
+        assert!(matches!(verify_bytes(&bad, &exp(0)), Err(Violation::Html)));
+        let bad = replace(
+            &good(OutputCharset::Utf8, &pdf()),
+            "application/pdf",
+            "application/x-msdownload",
+        );
+        assert!(matches!(
+            verify_bytes(&bad, &exp(1)),
+            Err(Violation::TypeNotAllowed(_))
+        ));
+    }
+
+    #[test]
+    fn executable_magic_is_caught() {
+        for (magic, what) in [
+            (&b"MZ\x90\x00\x03"[..], "MZ"),
+            (b"\x7fELF\x02\x01", "ELF"),
+            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "OLE"),
+        ] {
+            let atts = vec![KeptAttachment {
+                filename: "a.pdf".into(),
+                content_type: "application/pdf".into(),
+                data: magic.to_vec(),
+            }];
+            let g = good(OutputCharset::Utf8, &atts);
+            for e in [
+                exp(1),
+                Expectation {
+                    whole_parse_limit: 0,
+                    ..exp(1)
+                },
+            ] {
+                match verify_bytes(&g, &e) {
+                    Err(Violation::Executable { kind, .. }) => assert!(kind.contains(what)),
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_charset_is_caught() {
+        // UTF-8 declared, Shift_JIS octets inside base64.
+        let sjis = encoding_rs::SHIFT_JIS.encode("日本語の本文").0.into_owned();
+        let mut b64 = String::new();
+        base64::Engine::encode_string(&base64::engine::general_purpose::STANDARD, &sjis, &mut b64);
+        let msg = format!(
+            "Date: Tue, 1 Apr 2025 09:30:00 +0900\r\nMessage-ID: <a@b>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\
+             X-Mugaika-Status: clean\r\n\r\n{b64}\r\n"
+        );
+        assert!(matches!(
+            verify_bytes(msg.as_bytes(), &Expectation::default()),
+            Err(Violation::Charset { .. })
+        ));
+        // A charset we never write.
+        let msg2 = msg.replace("UTF-8", "Shift_JIS");
+        assert!(matches!(
+            verify_bytes(msg2.as_bytes(), &Expectation::default()),
+            Err(Violation::Charset { .. })
+        ));
+        // ISO-2022-JP that ends a line in JIS X 0208.
+        let g = good(OutputCharset::Iso2022Jp, &[]);
+        let s = String::from_utf8(g).unwrap();
+        let bad = s.replacen("\x1b(B\r\n", "\r\n", 1);
+        assert!(matches!(
+            verify_bytes(bad.as_bytes(), &exp(0)),
+            Err(Violation::Charset { .. })
+        ));
+    }
+
+    #[test]
+    fn transfer_encoding_damage_is_caught() {
+        let g = good(OutputCharset::Utf8, &pdf());
+        let s = String::from_utf8(g.clone()).unwrap();
+        let b64_line = s.lines().rev().nth(1).unwrap().to_string();
+        let bad = s.replacen(&b64_line, &format!("{b64_line}!"), 1);
+        assert!(matches!(
+            verify_bytes(bad.as_bytes(), &exp(1)),
+            Err(Violation::TransferEncoding { .. })
+        ));
+        let bad = replace(
+            &g,
+            "Content-Transfer-Encoding: base64",
+            "Content-Transfer-Encoding: 8bit",
+        );
+        assert!(matches!(
+            verify_bytes(&bad, &exp(1)),
+            Err(Violation::TransferEncoding { .. })
+        ));
+    }
+
+    #[test]
+    fn structure_tricks_are_caught() {
+        let g = good(OutputCharset::Utf8, &pdf());
+        let s = String::from_utf8(g.clone()).unwrap();
+        let b = s
+            .split("boundary=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        // A line that starts like a delimiter (lenient parsers would split there).
+        let bad = s.replacen(
+            &format!("--{b}\r\nContent-Type: application/pdf"),
+            &format!("--{b}  \r\nContent-Type: application/pdf"),
+            1,
+        );
+        assert!(matches!(
+            verify_bytes(bad.as_bytes(), &exp(1)),
+            Err(Violation::Structure(_))
+        ));
+        // An epilogue, a preamble, a missing close.
+        let bad = format!("{s}hidden\r\n");
+        assert!(matches!(
+            verify_bytes(bad.as_bytes(), &exp(1)),
+            Err(Violation::Structure(_))
+        ));
+        let bad = s.replacen("\r\n\r\n--", "\r\n\r\npreamble\r\n--", 1);
+        assert!(matches!(
+            verify_bytes(bad.as_bytes(), &exp(1)),
+            Err(Violation::Structure(_))
+        ));
+        let bad = s.replacen(&format!("--{b}--\r\n"), "", 1);
+        assert!(matches!(
+            verify_bytes(bad.as_bytes(), &exp(1)),
+            Err(Violation::Structure(_))
+        ));
+        // The wrong number of attachments.
+        assert!(matches!(
+            verify_bytes(&g, &exp(0)),
+            Err(Violation::Structure(_))
+        ));
+    }
+
+    #[test]
+    fn missing_text_is_caught() {
+        let g = good(OutputCharset::Utf8, &[]);
+        let e = Expectation {
+            text_prefix: "この文は本文にありません".into(),
+            ..exp(0)
+        };
+        assert!(matches!(verify_bytes(&g, &e), Err(Violation::TextMissing)));
+        let e = Expectation {
+            whole_parse_limit: 0,
+            ..e
+        };
+        assert!(matches!(verify_bytes(&g, &e), Err(Violation::TextMissing)));
+    }
+
+    #[test]
+    fn verify_file_reads_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.eml");
+        std::fs::write(&p, good(OutputCharset::Iso2022Jp, &pdf())).unwrap();
+        verify_file(&p, &exp(1)).unwrap();
+        std::fs::write(&p, b"Subject: x\n\nbody\n").unwrap();
+        assert!(verify_file(&p, &exp(0)).is_err());
+    }
+}
