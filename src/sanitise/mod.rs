@@ -13,7 +13,10 @@
 //! Japanese or English), `buffer` (the spillable text buffer).
 
 pub mod buffer;
+pub mod links;
 pub mod notice;
+pub mod sniff;
+pub mod text;
 
 pub use buffer::TextBuffer;
 

@@ -1,0 +1,456 @@
+//! Type by content: the magic bytes at the start of a part say what it really is.
+//!
+//! Senders (and attackers) choose the declared media type and the file name; the bytes are
+//! what a program on the receiving side will act on. Every part is sniffed here and the policy
+//! decides by the [`Category`] found, reporting a mismatch with the declared type. The table
+//! covers what mail carries in practice, including what is abused: office formats (OOXML, OLE2,
+//! RTF, OneNote), PDF, executables (PE, ELF, Mach-O, Java class, LNK shortcuts, CHM), scripts,
+//! archives (zip with its encryption flag, gzip, 7z, rar, LZH, cab, tar, ISO images), images,
+//! HTML and SVG.
+//!
+//! [`MagicScanner`] looks for the unmistakable binary signatures anywhere inside a stream: a
+//! part declared as text that carries a zip local header in its middle is not text.
+
+use memchr::memmem;
+
+/// What a detected type is, for the attachment policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Image,
+    Pdf,
+    Office,
+    Archive,
+    EncryptedArchive,
+    /// Native code, shortcuts, installers: never delivered.
+    Executable,
+    /// Scripts with an interpreter line, registry files, HTML applications.
+    Script,
+    Html,
+    /// S/MIME or PGP encrypted data.
+    Encrypted,
+    /// Known formats with no better category (audio, video, XML, ...).
+    Other,
+}
+
+/// A type found by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detected {
+    /// Short name shown in reports (`zip`, `docx`, `pdf`, `pe-executable`, ...).
+    pub name: &'static str,
+    pub category: Category,
+}
+
+const fn d(name: &'static str, category: Category) -> Option<Detected> {
+    Some(Detected { name, category })
+}
+
+/// How many leading bytes [`sniff`] can use (ISO 9660 puts its signature at 32 KiB).
+pub const SNIFF_LEN: usize = 0x9006;
+
+/// Detects the type of `data` (the first bytes of a part; [`SNIFF_LEN`] is enough for all).
+pub fn sniff(data: &[u8]) -> Option<Detected> {
+    use Category::*;
+    let at = |off: usize, sig: &[u8]| data.get(off..off + sig.len()) == Some(sig);
+    if at(0, b"PK\x03\x04") || at(0, b"PK\x05\x06") || at(0, b"PK\x07\x08") {
+        return sniff_zip(data);
+    }
+    if at(0, b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1") {
+        return d("ole2", Office);
+    }
+    if at(0, b"{\\rtf") {
+        return d("rtf", Office);
+    }
+    if at(
+        0,
+        b"\xE4\x52\x5C\x7B\x8C\xD8\xA7\x4D\xAE\xB1\x53\x78\xD0\x29\x96\xD3",
+    ) {
+        return d("onenote", Office);
+    }
+    // Adobe readers accept junk before the header within the first KiB.
+    if memmem::find(&data[..data.len().min(1024)], b"%PDF-").is_some() {
+        return d("pdf", Pdf);
+    }
+    if at(0, b"MZ") {
+        return d("pe-executable", Executable);
+    }
+    if at(0, b"\x7FELF") {
+        return d("elf", Executable);
+    }
+    for sig in [
+        b"\xFE\xED\xFA\xCE",
+        b"\xFE\xED\xFA\xCF",
+        b"\xCE\xFA\xED\xFE",
+        b"\xCF\xFA\xED\xFE",
+    ] {
+        if at(0, sig) {
+            return d("mach-o", Executable);
+        }
+    }
+    if at(0, b"\xCA\xFE\xBA\xBE") {
+        return d("mach-o-or-java-class", Executable);
+    }
+    if at(0, b"\x4C\x00\x00\x00\x01\x14\x02\x00") {
+        return d("lnk", Executable);
+    }
+    if at(0, b"ITSF") {
+        return d("chm", Executable);
+    }
+    if at(0, b"dex\n") {
+        return d("dex", Executable);
+    }
+    if at(0, b"\0asm") {
+        return d("wasm", Executable);
+    }
+    if at(0, b"#!") {
+        return d("script", Script);
+    }
+    if at(0, b"REGEDIT4") || at(0, b"Windows Registry Editor") {
+        return d("registry", Script);
+    }
+    if at(0, b"\xFF\xFEW\0i\0n\0d\0o\0w\0s\0 \0R\0e\0g") {
+        return d("registry", Script);
+    }
+    if at(0, b"\x89PNG\r\n\x1A\n") {
+        return d("png", Image);
+    }
+    if at(0, b"\xFF\xD8\xFF") {
+        return d("jpeg", Image);
+    }
+    if at(0, b"GIF87a") || at(0, b"GIF89a") {
+        return d("gif", Image);
+    }
+    if at(0, b"RIFF") && at(8, b"WEBP") {
+        return d("webp", Image);
+    }
+    if at(0, b"II*\0") || at(0, b"MM\0*") {
+        return d("tiff", Image);
+    }
+    if at(0, b"BM") && data.len() >= 18 && matches!(data[14], 12 | 40 | 52 | 56 | 64 | 108 | 124) {
+        return d("bmp", Image);
+    }
+    if at(0, b"\0\0\x01\0") && data.len() >= 6 && data[4] != 0 && data[5] == 0 {
+        return d("ico", Image);
+    }
+    if at(4, b"ftypheic") || at(4, b"ftypheix") || at(4, b"ftypavif") || at(4, b"ftypmif1") {
+        return d("heif", Image);
+    }
+    if at(0, b"\x1F\x8B") {
+        return d("gzip", Archive);
+    }
+    if at(0, b"7z\xBC\xAF\x27\x1C") {
+        return d("7z", Archive);
+    }
+    if at(0, b"Rar!\x1A\x07") {
+        return d("rar", Archive);
+    }
+    if at(0, b"\xFD7zXZ\0") {
+        return d("xz", Archive);
+    }
+    if at(0, b"BZh") && data.get(3).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+        return d("bzip2", Archive);
+    }
+    if at(0, b"\x28\xB5\x2F\xFD") {
+        return d("zstd", Archive);
+    }
+    if at(0, b"MSCF") {
+        return d("cab", Archive);
+    }
+    if at(2, b"-lh") && data.get(6) == Some(&b'-') || at(2, b"-lz") && data.get(6) == Some(&b'-') {
+        return d("lzh", Archive);
+    }
+    if at(257, b"ustar") {
+        return d("tar", Archive);
+    }
+    if at(0x8001, b"CD001") || at(0x8801, b"CD001") || at(0x9001, b"CD001") {
+        return d("iso", Archive);
+    }
+    if at(0, b"koly") || at(0, b"conectix") || at(0, b"vhdxfile") || at(0, b"KDM") {
+        return d("disk-image", Archive);
+    }
+    if at(0, b"-----BEGIN PGP MESSAGE-----") {
+        return d("pgp-encrypted", Encrypted);
+    }
+    if is_pkcs7(data) {
+        return d("pkcs7", Encrypted);
+    }
+    if at(0, b"ID3") || at(0, b"OggS") || at(0, b"fLaC") || (at(0, b"RIFF") && at(8, b"WAVE")) {
+        return d("audio", Other);
+    }
+    if at(4, b"ftyp") || (at(0, b"RIFF") && at(8, b"AVI ")) || at(0, b"\x1A\x45\xDF\xA3") {
+        return d("video", Other);
+    }
+    sniff_markup(data)
+}
+
+fn sniff_zip(data: &[u8]) -> Option<Detected> {
+    use Category::*;
+    // General purpose flag bit 0 of the first local header: the entry is encrypted.
+    let encrypted =
+        data.get(0..4) == Some(b"PK\x03\x04") && data.get(6).is_some_and(|f| f & 1 == 1);
+    if encrypted {
+        return d("zip-encrypted", EncryptedArchive);
+    }
+    let has = |s: &[u8]| memmem::find(data, s).is_some();
+    if has(b"[Content_Types].xml") {
+        if has(b"word/") {
+            return d("docx", Office);
+        }
+        if has(b"xl/") {
+            return d("xlsx", Office);
+        }
+        if has(b"ppt/") {
+            return d("pptx", Office);
+        }
+        return d("ooxml", Office);
+    }
+    if data.get(30..38) == Some(b"mimetype") && has(b"application/vnd.oasis.opendocument") {
+        return d("odf", Office);
+    }
+    if has(b"META-INF/MANIFEST.MF") || has(b"AndroidManifest.xml") || has(b"classes.dex") {
+        return d("jar-or-apk", Executable);
+    }
+    d("zip", Archive)
+}
+
+/// DER `SEQUENCE` whose first element is the PKCS #7 / CMS content-type OID prefix.
+fn is_pkcs7(data: &[u8]) -> bool {
+    const OID: &[u8] = b"\x06\x09\x2A\x86\x48\x86\xF7\x0D\x01\x07";
+    data.first() == Some(&0x30) && memmem::find(&data[..data.len().min(24)], OID).is_some()
+}
+
+fn sniff_markup(data: &[u8]) -> Option<Detected> {
+    use Category::*;
+    let mut s = &data[..data.len().min(2048)];
+    if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
+        s = rest;
+    }
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let s = &s[start..];
+    if s.first() != Some(&b'<') {
+        return None;
+    }
+    let lower: Vec<u8> = s.iter().map(|b| b.to_ascii_lowercase()).collect();
+    let has = |p: &[u8]| memmem::find(&lower, p).is_some();
+    if has(b"<hta:application") {
+        return d("hta", Script);
+    }
+    if has(b"<svg") {
+        return d("svg", Script);
+    }
+    for p in [
+        &b"<!doctype html"[..],
+        b"<html",
+        b"<head",
+        b"<body",
+        b"<script",
+        b"<iframe",
+        b"<meta",
+        b"<div",
+        b"<table",
+        b"<p>",
+        b"<a ",
+        b"<!--",
+    ] {
+        if lower.starts_with(p) || (p.len() > 5 && has(p)) {
+            return d("html", Html);
+        }
+    }
+    if lower.starts_with(b"<?xml") {
+        return d("xml", Other);
+    }
+    None
+}
+
+/// Whether a sample declared as text looks binary: NULs, or many control bytes (ESC, SO and SI
+/// are allowed: ISO-2022-JP uses them). UTF-16 text (BOM, or a declared UTF-16 charset) is
+/// exempt from the NUL rule.
+pub fn looks_binary(sample: &[u8], utf16: bool) -> bool {
+    let utf16 = utf16 || sample.starts_with(b"\xFF\xFE") || sample.starts_with(b"\xFE\xFF");
+    if sample.is_empty() {
+        return false;
+    }
+    let mut nul = 0usize;
+    let mut ctrl = 0usize;
+    for &b in sample {
+        match b {
+            0 => nul += 1,
+            b'\t' | b'\n' | b'\r' | 0x0C | 0x1B | 0x0E | 0x0F => {}
+            0x01..=0x1F | 0x7F => ctrl += 1,
+            _ => {}
+        }
+    }
+    if !utf16 && nul > 0 {
+        return true;
+    }
+    ctrl * 100 > sample.len() * 5 || (ctrl >= 32 && ctrl * 100 > sample.len())
+}
+
+/// Signatures that never occur in text: finding one anywhere in a part declared as text
+/// means a binary object hides in it.
+const STRONG: &[(&[u8], &str)] = &[
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x01\x02", "zip"),
+    (b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", "ole2"),
+    (b"\x7FELF\x01", "elf"),
+    (b"\x7FELF\x02", "elf"),
+    (b"7z\xBC\xAF\x27\x1C", "7z"),
+    (b"Rar!\x1A\x07", "rar"),
+    (b"\x89PNG\r\n\x1A\n", "png"),
+    (b"\x1F\x8B\x08\x00", "gzip"),
+    (b"MZ\x90\x00\x03\x00", "pe-executable"),
+];
+
+const MAX_SIG: usize = 8;
+
+/// Finds [`STRONG`] signatures anywhere in a stream fed in chunks of any size.
+#[derive(Debug, Default)]
+pub struct MagicScanner {
+    tail: Vec<u8>,
+    found: Option<&'static str>,
+}
+
+impl MagicScanner {
+    pub fn new() -> MagicScanner {
+        MagicScanner::default()
+    }
+
+    /// The first signature found so far.
+    pub fn found(&self) -> Option<&'static str> {
+        self.found
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.found.is_some() || data.is_empty() {
+            return;
+        }
+        // Signatures straddling the previous chunk and this one.
+        if !self.tail.is_empty() {
+            let mut joint = self.tail.clone();
+            joint.extend_from_slice(&data[..data.len().min(MAX_SIG - 1)]);
+            self.found = find_strong(&joint);
+        }
+        if self.found.is_none() {
+            self.found = find_strong(data);
+        }
+        let keep = MAX_SIG - 1;
+        if data.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
+    }
+}
+
+fn find_strong(hay: &[u8]) -> Option<&'static str> {
+    // memmem is vectorised: a handful of passes over a chunk is cheap next to decoding it.
+    let mut best: Option<(usize, &'static str)> = None;
+    for (sig, name) in STRONG {
+        if let Some(i) = memmem::find(hay, sig) {
+            if best.is_none_or(|(b, _)| i < b) {
+                best = Some((i, name));
+            }
+        }
+    }
+    best.map(|(_, n)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(data: &[u8]) -> Option<&'static str> {
+        sniff(data).map(|d| d.name)
+    }
+
+    #[test]
+    fn detects_common_and_abused_formats() {
+        assert_eq!(name(b"PK\x03\x04\x14\x00\x00\x00\x08\x00rest"), Some("zip"));
+        assert_eq!(
+            sniff(b"PK\x03\x04\x14\x00\x01\x00\x08\x00rest")
+                .unwrap()
+                .category,
+            Category::EncryptedArchive
+        );
+        let mut docx = b"PK\x03\x04\x14\x00\x06\x00\x08\x00".to_vec();
+        docx.extend_from_slice(b"....[Content_Types].xml....word/document.xml");
+        assert_eq!(name(&docx), Some("docx"));
+        assert_eq!(name(b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1\0\0"), Some("ole2"));
+        assert_eq!(name(b"%PDF-1.7\n"), Some("pdf"));
+        assert_eq!(name(b"junk junk\n%PDF-1.4"), Some("pdf"));
+        assert_eq!(name(b"{\\rtf1\\ansi"), Some("rtf"));
+        assert_eq!(name(b"MZ\x90\x00"), Some("pe-executable"));
+        assert_eq!(name(b"\x7FELF\x02\x01"), Some("elf"));
+        assert_eq!(name(b"\xCF\xFA\xED\xFE"), Some("mach-o"));
+        assert_eq!(name(b"#!/bin/sh\nrm -rf /"), Some("script"));
+        assert_eq!(name(b"\x89PNG\r\n\x1A\n\0\0"), Some("png"));
+        assert_eq!(name(b"\xFF\xD8\xFF\xE0"), Some("jpeg"));
+        assert_eq!(name(b"GIF89a"), Some("gif"));
+        assert_eq!(name(b"RIFF\0\0\0\0WEBPVP8"), Some("webp"));
+        assert_eq!(name(b"II*\0"), Some("tiff"));
+        assert_eq!(name(b"\x1F\x8B\x08"), Some("gzip"));
+        assert_eq!(name(b"7z\xBC\xAF\x27\x1C"), Some("7z"));
+        assert_eq!(name(b"Rar!\x1A\x07\x00"), Some("rar"));
+        assert_eq!(name(b"\x4C\x00\x00\x00\x01\x14\x02\x00\0\0"), Some("lnk"));
+        assert_eq!(name(b"xx-lh5-rest"), Some("lzh"));
+        let mut iso = vec![0u8; 0x8010];
+        iso[0x8001..0x8006].copy_from_slice(b"CD001");
+        assert_eq!(name(&iso), Some("iso"));
+        assert_eq!(name(b"  <!DOCTYPE html><html>"), Some("html"));
+        assert_eq!(name(b"<?xml version=\"1.0\"?><svg xmlns="), Some("svg"));
+        assert_eq!(name(b"<?xml version=\"1.0\"?><root/>"), Some("xml"));
+        assert_eq!(
+            sniff(b"-----BEGIN PGP MESSAGE-----\n").unwrap().category,
+            Category::Encrypted
+        );
+        assert_eq!(
+            name(b"0\x80\x06\x09\x2A\x86\x48\x86\xF7\x0D\x01\x07\x03"),
+            Some("pkcs7")
+        );
+    }
+
+    #[test]
+    fn plain_text_is_not_detected() {
+        assert_eq!(name(b"Hello, this is text.\r\n"), None);
+        assert_eq!(name("お世話になっております。".as_bytes()), None);
+        assert_eq!(name(b""), None);
+        assert_eq!(name(b"M"), None);
+        assert_eq!(name(b"BM is a brand"), None);
+        assert_eq!(name(b"<not really markup"), None);
+    }
+
+    #[test]
+    fn binary_looking_samples() {
+        assert!(!looks_binary(b"plain text\r\n\tindented\r\n", false));
+        assert!(!looks_binary(b"\x1b$B$3$s$K$A$O\x1b(B\r\n", false));
+        assert!(looks_binary(b"text\0with a nul", false));
+        assert!(!looks_binary(b"\xFF\xFEh\0i\0", false));
+        assert!(!looks_binary(b"h\0i\0", true));
+        assert!(looks_binary(&[1u8, 2, 3, 4, 5, 6, 7, 8, b'a', b'b'], false));
+    }
+
+    #[test]
+    fn scanner_finds_signatures_across_chunk_edges() {
+        let mut data = b"Dear customer,\nplease see below.\n".to_vec();
+        data.extend_from_slice(b"PK\x03\x04\x14\x00rest of zip");
+        for split in 0..data.len() {
+            let mut s = MagicScanner::new();
+            s.feed(&data[..split]);
+            s.feed(&data[split..]);
+            assert_eq!(s.found(), Some("zip"), "split at {split}");
+        }
+        let mut s = MagicScanner::new();
+        for b in &data {
+            s.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(s.found(), Some("zip"));
+        let mut s = MagicScanner::new();
+        s.feed("普通の日本語のテキストです。PKは略語。\n".as_bytes());
+        assert_eq!(s.found(), None);
+    }
+}

@@ -1,0 +1,1005 @@
+//! Text normalisation: every piece of text that reaches the clean message passes through here,
+//! whether it was text/plain, converted HTML or a forwarded message's body.
+//!
+//! It works on UTF-8 pieces of any size (the charset decoder's output), line by line, and
+//! keeps only a bounded window of lines it has not yet decided about, so a 60 MB body streams
+//! through in constant memory. For each line:
+//!
+//! - line ends become `\n` (CRLF, LF and a lone CR all end a line); a line longer than
+//!   [`MAX_LINE`] is cut into pieces;
+//! - NUL and other control characters (except TAB) are removed and counted, and so are the
+//!   invisible characters that make text lie about itself: bidi embeddings, overrides and
+//!   isolates (U+202A–U+202E, U+2066–U+2069, the LRM/RLM/ALM marks), zero-width no-break space
+//!   and line/paragraph separators;
+//! - encoded objects hiding in the text are removed: uuencode blocks (`begin 644 name` …
+//!   `end`, also `begin-base64`), BinHex 4.0 blocks, runs of base64-looking lines, long base64
+//!   runs inside a line, armored PGP messages (encrypted), PGP signatures (the signed text is
+//!   kept, de-dash-escaped) and PGP key blocks. A receiving client or a curious user must not be
+//!   able to turn the clean text back into the attachment that was removed;
+//! - URLs follow the link policy (`defang` / `remove` rewrite them; `keep` / `show` leave them).
+//!
+//! The base64 rules (see [`Run`]) are deliberately strict: a short run of single tokens with
+//! digits or mixed case is removed too. Natural text, Japanese or English, almost never has
+//! three lines in a row that are each a single token from the base64 alphabet; encoded data
+//! always does. What is removed is reported, and the original is in quarantine.
+
+use std::borrow::Cow;
+use std::io;
+
+use memchr::memchr2;
+
+use super::buffer::TextBuffer;
+use super::{links, sniff};
+use crate::config::{Language, LinkPolicy};
+
+/// Longest line processed as one; longer lines are cut (bounded memory, bounded work).
+pub const MAX_LINE: usize = 16 * 1024;
+/// A run of base64-looking lines longer than this is removed without further evidence.
+const MAX_HELD_LINES: usize = 256;
+const MAX_HELD_BYTES: usize = 64 * 1024;
+/// A base64 run inside a line at least this long (with mixed case and digits) is removed.
+pub const INLINE_RUN: usize = 100;
+/// Encoded blocks listed one by one; more are merged into the last entry.
+const MAX_BLOCKS: usize = 100;
+
+/// What kind of encoded object was removed from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Uuencode,
+    BinHex,
+    Base64,
+    PgpKey,
+    /// A long base64 run inside a line of text.
+    Inline,
+}
+
+impl BlockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockKind::Uuencode => "uuencode",
+            BlockKind::BinHex => "binhex",
+            BlockKind::Base64 => "base64",
+            BlockKind::PgpKey => "pgp-key-block",
+            BlockKind::Inline => "base64-in-line",
+        }
+    }
+}
+
+/// An encoded object removed from text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub kind: BlockKind,
+    /// The file name a uuencode / begin-base64 header gave.
+    pub name: Option<String>,
+    /// What the decoded start of the block is, when recognisable (`zip`, `pdf`, ...).
+    pub detected: Option<&'static str>,
+    /// Octets of text removed.
+    pub bytes: u64,
+}
+
+/// What normalisation did, for the actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextStats {
+    /// Octets of text received.
+    pub bytes_in: u64,
+    /// Control and invisible characters removed (bidi ones included).
+    pub control_removed: u64,
+    /// Of which bidi controls.
+    pub bidi_removed: u64,
+    /// U+FFFD seen (undecodable input).
+    pub replacement_chars: u64,
+    pub blocks: Vec<Block>,
+    pub pgp_encrypted: u32,
+    pub pgp_signatures: u32,
+    pub links_rewritten: u64,
+    /// Some non-whitespace text was written.
+    pub nonblank: bool,
+}
+
+impl TextStats {
+    fn add_block(&mut self, b: Block) {
+        if self.blocks.len() >= MAX_BLOCKS {
+            if let Some(last) = self.blocks.last_mut() {
+                last.bytes += b.bytes;
+                last.name = None;
+                return;
+            }
+        }
+        self.blocks.push(b);
+    }
+}
+
+/// Streaming, line-based normaliser writing into a [`TextBuffer`].
+#[derive(Debug)]
+pub struct Normaliser {
+    links: LinkPolicy,
+    lang: Language,
+    line: String,
+    after_cr: bool,
+    state: State,
+    /// Inside the text of a PGP signed message: lines are dash-escaped.
+    signed: bool,
+    stats: TextStats,
+    scratch: String,
+}
+
+#[derive(Debug)]
+enum State {
+    Normal,
+    /// Base64-looking lines held back until they are known to be (or not to be) encoded data.
+    Run(Run),
+    /// `begin 644 name` seen; the next line tells whether a uuencode block follows.
+    UuBegin {
+        line: String,
+        name: String,
+        base64: bool,
+    },
+    /// Dropping a confirmed block until it ends.
+    Drop(Dropping),
+    /// The `Hash:` lines after `-----BEGIN PGP SIGNED MESSAGE-----`.
+    PgpHeader,
+}
+
+#[derive(Debug)]
+struct Dropping {
+    kind: DropKind,
+    block: Option<Block>,
+    /// Blank lines inside a base64 block: written back if the block ends.
+    blanks: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum DropKind {
+    Base64,
+    Uu,
+    UuBase64,
+    BinHex { started: bool },
+    Armor { end: &'static str },
+}
+
+/// Undecided base64-looking lines. The run is encoded data when one line is very long
+/// (≥ 76 characters, the MIME line length), or at least 40 characters mixing upper case, lower
+/// case and digits or `+/`, or when three or more lines (≥ 24 characters together) show a digit,
+/// `+`, `/`, `=` or a lower-to-upper case change somewhere; or when it grows past the window.
+#[derive(Debug, Default)]
+struct Run {
+    held: Vec<String>,
+    lines: usize,
+    chars: usize,
+    bytes: usize,
+    long: bool,
+    digit_sym: bool,
+    internal_case: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct B64Line {
+    len: usize,
+    upper: bool,
+    lower: bool,
+    digit_sym: bool,
+    internal_case: bool,
+}
+
+impl Run {
+    fn add(&mut self, raw: &str, m: B64Line) {
+        self.held.push(raw.to_string());
+        self.bytes += raw.len() + 1;
+        self.lines += 1;
+        self.chars += m.len;
+        self.digit_sym |= m.digit_sym;
+        self.internal_case |= m.internal_case;
+        if m.len >= 76 || (m.len >= 40 && m.upper && m.lower && m.digit_sym) {
+            self.long = true;
+        }
+    }
+    fn hold_blank(&mut self, raw: &str) {
+        self.held.push(raw.to_string());
+        self.bytes += raw.len() + 1;
+    }
+    fn confirmed(&self) -> bool {
+        self.long
+            || (self.lines >= 3 && self.chars >= 24 && (self.digit_sym || self.internal_case))
+            || self.held.len() >= MAX_HELD_LINES
+            || self.bytes >= MAX_HELD_BYTES
+    }
+}
+
+impl Normaliser {
+    pub fn new(links: LinkPolicy, lang: Language) -> Normaliser {
+        Normaliser {
+            links,
+            lang,
+            line: String::new(),
+            after_cr: false,
+            state: State::Normal,
+            signed: false,
+            stats: TextStats::default(),
+            scratch: String::new(),
+        }
+    }
+
+    /// What was done so far.
+    pub fn stats(&self) -> &TextStats {
+        &self.stats
+    }
+
+    /// Feeds UTF-8 text of any size; complete lines are written to `out`.
+    pub fn push(&mut self, s: &str, out: &mut TextBuffer) -> io::Result<()> {
+        self.stats.bytes_in += s.len() as u64;
+        let mut rest = s;
+        while !rest.is_empty() {
+            if self.after_cr {
+                self.after_cr = false;
+                if let Some(r) = rest.strip_prefix('\n') {
+                    rest = r;
+                    continue;
+                }
+            }
+            match memchr2(b'\n', b'\r', rest.as_bytes()) {
+                Some(i) => {
+                    self.line.push_str(&rest[..i]);
+                    self.end_line(out)?;
+                    self.after_cr = rest.as_bytes()[i] == b'\r';
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    self.line.push_str(rest);
+                    rest = "";
+                }
+            }
+            while self.line.len() > MAX_LINE {
+                let mut cut = MAX_LINE;
+                while !self.line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let tail = self.line.split_off(cut);
+                self.end_line(out)?;
+                self.line = tail;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the text: flushes the last line and whatever is held, returns the statistics.
+    pub fn finish(mut self, out: &mut TextBuffer) -> io::Result<TextStats> {
+        if !self.line.is_empty() {
+            self.end_line(out)?;
+        }
+        match std::mem::replace(&mut self.state, State::Normal) {
+            State::Normal | State::PgpHeader => {}
+            State::Run(run) => {
+                if run.confirmed() {
+                    let d = self.confirm(run);
+                    self.finish_drop(d);
+                } else {
+                    self.flush_run(run, out)?;
+                }
+            }
+            State::UuBegin { line, .. } => self.emit(&line, out)?,
+            State::Drop(d) => self.finish_drop(d),
+        }
+        Ok(self.stats)
+    }
+
+    fn end_line(&mut self, out: &mut TextBuffer) -> io::Result<()> {
+        let raw = std::mem::take(&mut self.line);
+        let cleaned = clean_line(&raw, &mut self.stats);
+        let r = self.process(&cleaned, out);
+        drop(cleaned);
+        // Keep the allocation for the next line.
+        self.line = raw;
+        self.line.clear();
+        r
+    }
+
+    fn process(&mut self, l: &str, out: &mut TextBuffer) -> io::Result<()> {
+        match std::mem::replace(&mut self.state, State::Normal) {
+            State::Normal => self.normal(l, out),
+            State::Run(mut run) => {
+                let t = trim_quote(l);
+                if t.is_empty() {
+                    run.hold_blank(l);
+                } else if let Some(m) = b64_line(t) {
+                    run.add(l, m);
+                } else {
+                    if run.confirmed() {
+                        let d = self.confirm(run);
+                        self.finish_drop(d);
+                    } else {
+                        self.flush_run(run, out)?;
+                    }
+                    return self.normal(l, out);
+                }
+                if run.confirmed() {
+                    let d = self.confirm(run);
+                    self.state = State::Drop(d);
+                } else {
+                    self.state = State::Run(run);
+                }
+                Ok(())
+            }
+            State::UuBegin { line, name, base64 } => {
+                let t = l.trim();
+                let block = |bytes: usize| Block {
+                    kind: BlockKind::Uuencode,
+                    name: Some(name.clone()),
+                    detected: None,
+                    bytes: bytes as u64,
+                };
+                if base64 {
+                    if t == "====" {
+                        self.stats.add_block(block(line.len() + l.len()));
+                        return Ok(());
+                    }
+                    if b64_line(t).is_some() {
+                        self.state = State::Drop(Dropping {
+                            kind: DropKind::UuBase64,
+                            block: Some(block(line.len() + l.len())),
+                            blanks: 0,
+                        });
+                        return Ok(());
+                    }
+                } else {
+                    if t == "end" {
+                        self.stats.add_block(block(line.len() + l.len()));
+                        return Ok(());
+                    }
+                    if is_uu_line(l) {
+                        self.state = State::Drop(Dropping {
+                            kind: DropKind::Uu,
+                            block: Some(block(line.len() + l.len())),
+                            blanks: 0,
+                        });
+                        return Ok(());
+                    }
+                }
+                self.emit(&line, out)?;
+                self.normal(l, out)
+            }
+            State::Drop(mut d) => {
+                let t = l.trim();
+                let n = l.len() as u64 + 1;
+                let add = |d: &mut Dropping| {
+                    if let Some(b) = d.block.as_mut() {
+                        b.bytes += n;
+                    }
+                };
+                match d.kind {
+                    DropKind::Base64 => {
+                        let tq = trim_quote(l);
+                        if tq.is_empty() {
+                            d.blanks += 1;
+                        } else if b64_line(tq).is_some() {
+                            d.blanks = 0;
+                            add(&mut d);
+                        } else {
+                            let blanks = d.blanks;
+                            self.finish_drop(d);
+                            for _ in 0..blanks {
+                                self.emit("", out)?;
+                            }
+                            return self.normal(l, out);
+                        }
+                    }
+                    DropKind::Uu => {
+                        if t == "end" {
+                            add(&mut d);
+                            self.finish_drop(d);
+                            return Ok(());
+                        }
+                        if t.is_empty() || t == "`" || is_uu_line(l) {
+                            add(&mut d);
+                        } else {
+                            self.finish_drop(d);
+                            return self.normal(l, out);
+                        }
+                    }
+                    DropKind::UuBase64 => {
+                        if t == "====" {
+                            add(&mut d);
+                            self.finish_drop(d);
+                            return Ok(());
+                        }
+                        if t.is_empty() || b64_line(t).is_some() {
+                            add(&mut d);
+                        } else {
+                            self.finish_drop(d);
+                            return self.normal(l, out);
+                        }
+                    }
+                    DropKind::BinHex { started } => {
+                        if !started {
+                            if t.is_empty() {
+                                add(&mut d);
+                            } else if t.starts_with(':') && is_binhex_line(t) {
+                                add(&mut d);
+                                if t.len() > 1 && t.ends_with(':') {
+                                    self.finish_drop(d);
+                                    return Ok(());
+                                }
+                                d.kind = DropKind::BinHex { started: true };
+                            } else {
+                                self.finish_drop(d);
+                                return self.normal(l, out);
+                            }
+                        } else if is_binhex_line(t) && !t.is_empty() {
+                            add(&mut d);
+                            if t.ends_with(':') {
+                                self.finish_drop(d);
+                                return Ok(());
+                            }
+                        } else {
+                            self.finish_drop(d);
+                            return self.normal(l, out);
+                        }
+                    }
+                    DropKind::Armor { end } => {
+                        add(&mut d);
+                        if t.starts_with(end) {
+                            self.finish_drop(d);
+                            return Ok(());
+                        }
+                    }
+                }
+                self.state = State::Drop(d);
+                Ok(())
+            }
+            State::PgpHeader => {
+                let t = l.trim();
+                if t.is_empty() {
+                    return Ok(());
+                }
+                if is_armor_header(t) {
+                    self.state = State::PgpHeader;
+                    return Ok(());
+                }
+                self.normal(l, out)
+            }
+        }
+    }
+
+    fn normal(&mut self, l: &str, out: &mut TextBuffer) -> io::Result<()> {
+        let t = l.trim();
+        if let Some(rest) = t.strip_prefix("-----BEGIN PGP ") {
+            let armor = |end: &'static str, block: Option<Block>| {
+                State::Drop(Dropping {
+                    kind: DropKind::Armor { end },
+                    block,
+                    blanks: 0,
+                })
+            };
+            if rest.starts_with("SIGNED MESSAGE") {
+                self.signed = true;
+                self.state = State::PgpHeader;
+            } else if rest.starts_with("MESSAGE") {
+                self.stats.pgp_encrypted += 1;
+                self.state = armor("-----END PGP MESSAGE", None);
+            } else if rest.starts_with("SIGNATURE") {
+                self.stats.pgp_signatures += 1;
+                self.signed = false;
+                self.state = armor("-----END PGP SIGNATURE", None);
+            } else {
+                let block = Block {
+                    kind: BlockKind::PgpKey,
+                    name: None,
+                    detected: None,
+                    bytes: l.len() as u64 + 1,
+                };
+                self.state = armor("-----END PGP ", Some(block));
+            }
+            return Ok(());
+        }
+        if let Some((name, base64)) = uu_begin(t) {
+            self.state = State::UuBegin {
+                line: l.to_string(),
+                name,
+                base64,
+            };
+            return Ok(());
+        }
+        if t.contains("(This file must be converted with BinHex") {
+            self.state = State::Drop(Dropping {
+                kind: DropKind::BinHex { started: false },
+                block: Some(Block {
+                    kind: BlockKind::BinHex,
+                    name: None,
+                    detected: None,
+                    bytes: l.len() as u64 + 1,
+                }),
+                blanks: 0,
+            });
+            return Ok(());
+        }
+        if let Some(m) = b64_line(trim_quote(l)) {
+            let mut run = Run::default();
+            run.add(l, m);
+            if run.confirmed() {
+                let d = self.confirm(run);
+                self.state = State::Drop(d);
+            } else {
+                self.state = State::Run(run);
+            }
+            return Ok(());
+        }
+        self.emit(l, out)
+    }
+
+    /// A run turned out to be encoded data: it becomes a block being dropped.
+    fn confirm(&mut self, run: Run) -> Dropping {
+        let mut sample = String::new();
+        for h in &run.held {
+            if sample.len() >= 1024 {
+                break;
+            }
+            sample.push_str(trim_quote(h));
+        }
+        let decoded = decode_base64_lenient(sample.as_bytes());
+        Dropping {
+            kind: DropKind::Base64,
+            block: Some(Block {
+                kind: BlockKind::Base64,
+                name: None,
+                detected: sniff::sniff(&decoded).map(|d| d.name),
+                bytes: run.bytes as u64,
+            }),
+            blanks: 0,
+        }
+    }
+
+    fn finish_drop(&mut self, d: Dropping) {
+        if let Some(b) = d.block {
+            self.stats.add_block(b);
+        }
+    }
+
+    fn flush_run(&mut self, run: Run, out: &mut TextBuffer) -> io::Result<()> {
+        for h in &run.held {
+            self.emit(h, out)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a line of kept text: dash-unescaping, inline encoded runs, the URL policy.
+    fn emit(&mut self, l: &str, out: &mut TextBuffer) -> io::Result<()> {
+        let mut l = l;
+        if self.signed {
+            if let Some(r) = l.strip_prefix("- ") {
+                l = r;
+            }
+        }
+        if !self.stats.nonblank && l.chars().any(|c| !c.is_whitespace()) {
+            self.stats.nonblank = true;
+        }
+        let l: Cow<str> = if l.len() >= INLINE_RUN {
+            remove_inline_runs(l, self.lang, &mut self.stats)
+        } else {
+            Cow::Borrowed(l)
+        };
+        if matches!(self.links, LinkPolicy::Defang | LinkPolicy::Remove)
+            && links::might_have_url(&l)
+        {
+            self.scratch.clear();
+            self.stats.links_rewritten +=
+                links::rewrite_text_urls(&l, self.links, self.lang, &mut self.scratch);
+            out.push_str(&self.scratch)?;
+        } else {
+            out.push_str(&l)?;
+        }
+        out.push_str("\n")
+    }
+}
+
+/// Removes control and invisible characters, counting them. Fast path for clean ASCII.
+fn clean_line<'a>(raw: &'a str, stats: &mut TextStats) -> Cow<'a, str> {
+    if raw.bytes().all(|b| (0x20..0x7F).contains(&b) || b == b'\t') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut changed = false;
+    for c in raw.chars() {
+        if c == '\t' {
+            out.push(c);
+            continue;
+        }
+        if c == '\u{FFFD}' {
+            stats.replacement_chars += 1;
+        }
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            | '\u{200E}' | '\u{200F}' | '\u{061C}');
+        if bidi {
+            stats.bidi_removed += 1;
+        }
+        if bidi || c.is_control() || matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}') {
+            stats.control_removed += 1;
+            changed = true;
+            continue;
+        }
+        out.push(c);
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
+/// A line with leading whitespace and `>` quote markers removed, and trailing whitespace.
+fn trim_quote(l: &str) -> &str {
+    l.trim_start_matches(|c: char| c == '>' || c.is_whitespace())
+        .trim_end()
+}
+
+/// Whether `t` is a single token of the base64 alphabet (padding only at its end), at least
+/// four characters, not only digits.
+fn b64_line(t: &str) -> Option<B64Line> {
+    if t.len() < 4 {
+        return None;
+    }
+    let body = t.trim_end_matches('=');
+    if body.is_empty() {
+        return None;
+    }
+    let mut m = B64Line {
+        len: t.len(),
+        upper: false,
+        lower: false,
+        digit_sym: t.len() != body.len(),
+        internal_case: false,
+    };
+    let mut digits_only = true;
+    let mut seen_lower = false;
+    for b in body.bytes() {
+        match b {
+            b'A'..=b'Z' => {
+                m.upper = true;
+                digits_only = false;
+                if seen_lower {
+                    m.internal_case = true;
+                }
+            }
+            b'a'..=b'z' => {
+                m.lower = true;
+                seen_lower = true;
+                digits_only = false;
+            }
+            b'0'..=b'9' => m.digit_sym = true,
+            b'+' | b'/' => {
+                m.digit_sym = true;
+                digits_only = false;
+            }
+            _ => return None,
+        }
+    }
+    if digits_only {
+        return None;
+    }
+    Some(m)
+}
+
+/// `begin 644 name` (uuencode) or `begin-base64 644 name` (uuencode -m).
+fn uu_begin(t: &str) -> Option<(String, bool)> {
+    let (rest, base64) = if let Some(r) = t.strip_prefix("begin-base64 ") {
+        (r, true)
+    } else if let Some(r) = t.strip_prefix("begin ") {
+        (r, false)
+    } else {
+        return None;
+    };
+    let (mode, name) = rest.split_once(' ')?;
+    if !(3..=4).contains(&mode.len()) || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some((name.to_string(), base64))
+}
+
+/// A uuencoded data line: a length character, then characters from `' '` to `` ` ``, not
+/// longer than the length announces (trailing spaces may have been stripped in transit).
+fn is_uu_line(l: &str) -> bool {
+    let b = l.trim_end_matches(['\r', '\n']).as_bytes();
+    let Some((&first, rest)) = b.split_first() else {
+        return false;
+    };
+    if !(0x20..=0x60).contains(&first) || !rest.iter().all(|c| (0x20..=0x60).contains(c)) {
+        return false;
+    }
+    let n = usize::from((first - 0x20) & 0x3F);
+    let expected = n.div_ceil(3) * 4;
+    rest.len() <= expected + 3 && (n == 0 || !rest.is_empty())
+}
+
+fn is_binhex_line(t: &str) -> bool {
+    const ALPHABET: &[u8] = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr:";
+    t.bytes().all(|b| ALPHABET.contains(&b))
+}
+
+fn is_armor_header(t: &str) -> bool {
+    match t.split_once(": ") {
+        Some((k, _)) => !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        None => false,
+    }
+}
+
+/// Replaces base64 runs of [`INLINE_RUN`] or more characters (with upper case, lower case and
+/// digits: not a separator line or a word) inside a line with a marker.
+fn remove_inline_runs<'a>(l: &'a str, lang: Language, stats: &mut TextStats) -> Cow<'a, str> {
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+    let bytes = l.as_bytes();
+    let mut out: Option<String> = None;
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_b64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_b64(bytes[i]) {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i] == b'=' {
+            i += 1;
+        }
+        let run = &bytes[start..i];
+        if run.len() >= INLINE_RUN
+            && run.iter().any(u8::is_ascii_uppercase)
+            && run.iter().any(u8::is_ascii_lowercase)
+            && run.iter().any(u8::is_ascii_digit)
+        {
+            let o = out.get_or_insert_with(String::new);
+            o.push_str(&l[last..start]);
+            o.push_str(match lang {
+                Language::Ja => "[符号化データ削除]",
+                Language::En => "[encoded data removed]",
+            });
+            last = i;
+            let decoded = decode_base64_lenient(&run[..run.len().min(1024)]);
+            stats.add_block(Block {
+                kind: BlockKind::Inline,
+                name: None,
+                detected: sniff::sniff(&decoded).map(|d| d.name),
+                bytes: run.len() as u64,
+            });
+        }
+    }
+    match out {
+        Some(mut o) => {
+            o.push_str(&l[last..]);
+            Cow::Owned(o)
+        }
+        None => Cow::Borrowed(l),
+    }
+}
+
+/// Decodes base64 (standard or URL alphabet), skipping anything else; for sniffing only.
+pub fn decode_base64_lenient(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &c in s {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn norm_with(input: &str, links: LinkPolicy) -> (String, TextStats) {
+        let mut out = TextBuffer::new(1 << 20, None);
+        let mut n = Normaliser::new(links, Language::Ja);
+        n.push(input, &mut out).unwrap();
+        let stats = n.finish(&mut out).unwrap();
+        (out.to_string_lossy().unwrap(), stats)
+    }
+
+    fn norm(input: &str) -> (String, TextStats) {
+        norm_with(input, LinkPolicy::Show)
+    }
+
+    /// Same output however the input is split (at char boundaries).
+    fn norm_split(input: &str) {
+        let (whole, ws) = norm(input);
+        let idx: Vec<usize> = input.char_indices().map(|(i, _)| i).collect();
+        for &i in &idx {
+            let mut out = TextBuffer::new(1 << 20, None);
+            let mut n = Normaliser::new(LinkPolicy::Show, Language::Ja);
+            n.push(&input[..i], &mut out).unwrap();
+            n.push(&input[i..], &mut out).unwrap();
+            let s = n.finish(&mut out).unwrap();
+            assert_eq!(out.to_string_lossy().unwrap(), whole, "split at {i}");
+            assert_eq!(s, ws);
+        }
+    }
+
+    #[test]
+    fn line_ends_and_controls() {
+        let (t, s) = norm("a\r\nb\rc\nd\u{0}e\u{7}f\u{202E}gh\u{2066}i\u{2069}\u{1b}[31mred\tok");
+        assert_eq!(t, "a\nb\nc\ndefghi[31mred\tok\n");
+        assert_eq!(s.control_removed, 6);
+        assert_eq!(s.bidi_removed, 3);
+        assert!(s.nonblank);
+        let (t, s) = norm("\r\n\r\n  \r\n");
+        assert_eq!(t, "\n\n  \n");
+        assert!(!s.nonblank);
+        norm_split("a\r\nb\rc\n\rd\u{0}e\r\n日本語\r");
+    }
+
+    #[test]
+    fn japanese_text_passes_untouched() {
+        let input = "お世話になっております。\n市民課の山田です。\n\n  ・資料を送付します。\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, input);
+        assert_eq!(s.control_removed, 0);
+        assert!(s.blocks.is_empty());
+    }
+
+    fn b64_lines(data: &[u8], width: usize) -> String {
+        let enc = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut s = String::new();
+        for c in enc.as_bytes().chunks(width) {
+            s.push_str(std::str::from_utf8(c).unwrap());
+            s.push('\n');
+        }
+        s
+    }
+
+    fn zipish() -> Vec<u8> {
+        let mut z = b"PK\x03\x04\x14\x00\x02\x00\x08\x00".to_vec();
+        z.extend((0..300u32).map(|i| (i * 7 + 3) as u8));
+        z
+    }
+
+    #[test]
+    fn base64_blocks_are_removed() {
+        for width in [4, 8, 16, 60, 76] {
+            let input = format!("本文です。\n\n{}\nおわり\n", b64_lines(&zipish(), width));
+            let (t, s) = norm(&input);
+            assert_eq!(t, "本文です。\n\n\nおわり\n", "width {width}");
+            assert_eq!(s.blocks.len(), 1, "width {width}");
+            assert_eq!(s.blocks[0].kind, BlockKind::Base64);
+            assert_eq!(s.blocks[0].detected, Some("zip"), "width {width}");
+            norm_split(&input);
+        }
+        // A single long line on its own.
+        let one = base64::engine::general_purpose::STANDARD.encode(zipish());
+        let (t, s) = norm(&format!("x\n{one}\ny\n"));
+        assert_eq!(t, "x\ny\n");
+        assert_eq!(s.blocks.len(), 1);
+        // Quoted (reply) base64 is still base64.
+        let quoted: String = b64_lines(&zipish(), 76)
+            .lines()
+            .map(|l| format!("> {l}\n"))
+            .collect();
+        let (t, _) = norm(&format!("> hi\n{quoted}"));
+        assert_eq!(t, "> hi\n");
+        // Blank lines between pieces do not save them.
+        let spaced: String = b64_lines(&zipish(), 8)
+            .lines()
+            .map(|l| format!("{l}\n\n"))
+            .collect();
+        let (t, _) = norm(&format!("start\n{spaced}end\n"));
+        assert!(!t.contains("UEsD"), "{t}");
+    }
+
+    #[test]
+    fn natural_text_is_not_base64() {
+        let input = "Tanaka\nSuzuki\nSato\nYamamoto\n\nThanks\nRegards\n--------------------------------------------------\n==================================================\n1234567890\n0312345678\n0398765432\n0311112222\nhttps://www.example.com/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, input);
+        assert!(s.blocks.is_empty());
+    }
+
+    #[test]
+    fn uuencode_blocks_are_removed() {
+        let input = "see attached\nbegin 644 eicar.com\nM6#5/(5`E0$%06S1<4%I8-30H4%XI-T-#*3=])$5)0T%2+5-404Y$05)$+4%.\n16TE625-5\n`\nend\nthanks\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, "see attached\nthanks\n");
+        assert_eq!(s.blocks.len(), 1);
+        assert_eq!(s.blocks[0].kind, BlockKind::Uuencode);
+        assert_eq!(s.blocks[0].name.as_deref(), Some("eicar.com"));
+        norm_split(input);
+        // "begin" followed by prose is prose.
+        let prose = "begin 644 tomorrow\nwe meet at noon\n";
+        assert_eq!(norm(prose).0, prose);
+        let b64 = "begin-base64 644 a.zip\nUEsDBBQAAgAIABFKjkk8z1FoRgAAAEQAAAAJAAAA\n====\nok\n";
+        let (t, s) = norm(b64);
+        assert_eq!(t, "ok\n");
+        assert_eq!(s.blocks[0].name.as_deref(), Some("a.zip"));
+    }
+
+    #[test]
+    fn binhex_blocks_are_removed() {
+        let input = "hello\n(This file must be converted with BinHex 4.0)\n\n:$f*TEQKPH#jdCA0d,R0TG!\"6594%8dP8)3#3\"!%!N!3$!!!!!!!\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n!!!!!!!!!!!!!!!!:\nbye\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, "hello\nbye\n");
+        assert_eq!(s.blocks.len(), 1);
+        assert_eq!(s.blocks[0].kind, BlockKind::BinHex);
+    }
+
+    #[test]
+    fn pgp_armor() {
+        let enc = "before\n-----BEGIN PGP MESSAGE-----\nVersion: x\n\nhQEMA1234567890abcdef\n=abcd\n-----END PGP MESSAGE-----\nafter\n";
+        let (t, s) = norm(enc);
+        assert_eq!(t, "before\nafter\n");
+        assert_eq!(s.pgp_encrypted, 1);
+        let signed = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nHello\n- -----not a boundary\n-----BEGIN PGP SIGNATURE-----\n\niQEzBAEBCAAdFiEE\n=xyz1\n-----END PGP SIGNATURE-----\n- tail stays\n";
+        let (t, s) = norm(signed);
+        assert_eq!(t, "Hello\n-----not a boundary\n- tail stays\n");
+        assert_eq!(s.pgp_signatures, 1);
+        assert_eq!(s.pgp_encrypted, 0);
+        let key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF\n-----END PGP PUBLIC KEY BLOCK-----\nk\n";
+        let (t, s) = norm(key);
+        assert_eq!(t, "k\n");
+        assert_eq!(s.blocks[0].kind, BlockKind::PgpKey);
+        norm_split(signed);
+    }
+
+    #[test]
+    fn inline_runs_are_removed() {
+        let one = base64::engine::general_purpose::STANDARD.encode(zipish());
+        let (t, s) = norm(&format!("data:application/zip;base64,{one} end\n"));
+        assert_eq!(t, "data:application/zip;base64,[符号化データ削除] end\n");
+        assert_eq!(s.blocks[0].kind, BlockKind::Inline);
+        assert_eq!(s.blocks[0].detected, Some("zip"));
+        let sep = format!("{}\n", "-".repeat(200));
+        assert_eq!(norm(&sep).0, sep);
+    }
+
+    #[test]
+    fn urls_follow_the_policy() {
+        let input = "詳しくは https://www.example.jp/a をご覧ください\n";
+        assert_eq!(norm_with(input, LinkPolicy::Show).0, input);
+        let (t, s) = norm_with(input, LinkPolicy::Defang);
+        assert_eq!(t, "詳しくは hxxps://www[.]example[.]jp/a をご覧ください\n");
+        assert_eq!(s.links_rewritten, 1);
+        let (t, _) = norm_with(input, LinkPolicy::Remove);
+        assert_eq!(t, "詳しくは [URL削除] をご覧ください\n");
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_memory_stays_bounded() {
+        let long = "あ".repeat(100_000);
+        let (t, _) = norm(&long);
+        assert!(t.lines().all(|l| l.len() <= MAX_LINE));
+        assert_eq!(t.replace('\n', ""), long);
+        // A never-ending base64 run is decided within the window.
+        let mut n = Normaliser::new(LinkPolicy::Show, Language::Ja);
+        let mut out = TextBuffer::new(1 << 20, None);
+        for _ in 0..10_000 {
+            n.push("Abcd\n", &mut out).unwrap();
+            match &n.state {
+                State::Run(r) => assert!(r.held.len() <= MAX_HELD_LINES),
+                State::Drop(_) => {}
+                other => panic!("unexpected state {other:?}"),
+            }
+        }
+        n.finish(&mut out).unwrap();
+    }
+
+    #[test]
+    fn lenient_decoder() {
+        assert_eq!(decode_base64_lenient(b"UEsD\nBBQA"), b"PK\x03\x04\x14\x00");
+        assert_eq!(decode_base64_lenient(b"aGk="), b"hi");
+    }
+}
