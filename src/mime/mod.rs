@@ -96,6 +96,9 @@ flags! {
     EMPTY_MULTIPART = 21, "empty-multipart";
     TRUNCATED = 22, "truncated";
     UNTERMINATED_HEADER = 23, "unterminated-header";
+    EMBEDDED_MIME = 24, "embedded-mime-structure";
+    BOUNDARY_LIKE_LINE = 25, "boundary-like-line";
+    BAD_PARAMETER = 26, "bad-parameter";
 }
 
 impl Flags {
