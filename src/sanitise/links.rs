@@ -76,6 +76,13 @@ fn cap(url: &str) -> String {
 /// whether the link counts as rewritten. A link whose text is its own web address is left as
 /// text: the text-level URL rule (defang / remove) then applies to it.
 pub fn render_link(text: &str, href: &str, policy: LinkPolicy) -> (String, bool) {
+    let (suffix, counted) = link_suffix(text, href, policy);
+    (format!("{text}{suffix}"), counted)
+}
+
+/// What to write after a link's text (`" [url]"`, `" <url>"`, ... or nothing) and whether the
+/// link counts as rewritten. See [`render_link`].
+pub fn link_suffix(text: &str, href: &str, policy: LinkPolicy) -> (String, bool) {
     let target = classify(href);
     let text_t = text.trim();
     let shown = match &target {
@@ -83,7 +90,7 @@ pub fn render_link(text: &str, href: &str, policy: LinkPolicy) -> (String, bool)
         Target::Hidden => "",
     };
     if !shown.is_empty() && same_address(text_t, shown) {
-        return (text.to_string(), false);
+        return (String::new(), false);
     }
     let suffix = match (&target, policy) {
         (Target::Hidden, _) | (_, LinkPolicy::Remove) => None,
@@ -94,8 +101,8 @@ pub fn render_link(text: &str, href: &str, policy: LinkPolicy) -> (String, bool)
     };
     match suffix {
         Some(s) if text_t.is_empty() => (s, true),
-        Some(s) => (format!("{text} {s}"), true),
-        None => (text.to_string(), true),
+        Some(s) => (format!(" {s}"), true),
+        None => (String::new(), true),
     }
 }
 

@@ -13,6 +13,7 @@
 //! Japanese or English), `buffer` (the spillable text buffer).
 
 pub mod buffer;
+pub mod html;
 pub mod links;
 pub mod notice;
 pub mod sniff;
