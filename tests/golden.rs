@@ -238,8 +238,11 @@ fn check(case: &str, expected_path: &Path, actual: Option<&[u8]>, bless: bool) -
         }
         (None, Some(a)) => {
             let _ = std::fs::write(&failed, a);
+            let first = String::from_utf8_lossy(a.split(|&b| b == b'\n').next().unwrap_or(b""))
+                .into_owned();
             Some(format!(
-                "{case}: no expectation {file} (run with BLESS=1, then read it)"
+                "{case}: no expectation {file} (run with BLESS=1, then read it); got: {}",
+                clip(&first)
             ))
         }
         (Some(_), None) => Some(format!(
