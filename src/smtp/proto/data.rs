@@ -205,6 +205,12 @@ impl LineEndingCheck {
         self.pending_cr = prev_cr;
     }
 
+    /// True when a bare CR or LF has been seen so far (a CR at the very end of the data so
+    /// far is still undecided).
+    pub fn has_bare(&self) -> bool {
+        self.bare
+    }
+
     /// True when a bare CR or LF was seen (call after the last chunk).
     pub fn finish(&self) -> bool {
         self.bare || self.pending_cr

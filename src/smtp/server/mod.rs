@@ -1,1 +1,313 @@
-//! The tokio SMTP server. (In progress.)
+//! The tokio SMTP server: listeners, access control, connection limits, graceful shutdown.
+//!
+//! Each accepted connection passes the gate in [`Server::handle_connection`] — `allowed_clients`
+//! (554 5.7.1 at connect), shutdown in progress (421 4.3.2), `max_connections` (a semaphore;
+//! 421 4.7.0) and `max_connections_per_client` (421 4.7.0) — and then runs a
+//! [`session::Session`]. Shutdown follows tokio's mini-redis: a watch channel tells every
+//! session to finish the transaction it is in and close (idle ones at once, with 421 4.3.2),
+//! the listeners stop accepting, and the server waits for its `JoinSet` of sessions to empty,
+//! at most `server.shutdown_timeout`, after which the stragglers are aborted (an aborted
+//! session never answered 250, and its uncommitted spool entry is removed when dropped).
+//!
+//! The session is generic over [`Store`] and [`Sanitize`] (see [`store`]); [`run`] is the
+//! production entry point over the real spool and pipeline.
+
+mod io;
+pub mod received;
+mod session;
+pub mod store;
+mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::smtp::proto::{Enhanced, Reply};
+use crate::spool::Spool;
+
+pub use store::{Accepted, Entry, Pipeline, Sanitize, Store};
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Runs the SMTP server over the real spool and pipeline until `shutdown` completes, then
+/// drains (see the module documentation). The id of every committed message is sent on
+/// `queued`.
+pub async fn run(
+    cfg: Arc<Config>,
+    spool: Arc<Spool>,
+    queued: mpsc::UnboundedSender<String>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let sanitizer: Arc<dyn Sanitize> = Arc::new(Pipeline::new(cfg.clone()));
+    let server = Server::new(cfg, spool, sanitizer, Some(queued))?;
+    let listeners = server.bind().await?;
+    server.serve(listeners, shutdown).await;
+    Ok(())
+}
+
+/// What every session shares.
+pub(crate) struct Shared<S: Store> {
+    cfg: Arc<Config>,
+    store: Arc<S>,
+    sanitizer: Arc<dyn Sanitize>,
+    queued: Option<mpsc::UnboundedSender<String>>,
+    tls: Option<TlsAcceptor>,
+    /// `relay_domains`, lower-cased, without a trailing dot.
+    relay_domains: Vec<String>,
+    connections: Arc<Semaphore>,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl<S: Store> Shared<S> {
+    /// Whether mail for `domain` (lower-case) may be relayed. An empty list means any domain
+    /// (config validation allows that only for loopback-only `allowed_clients`); an entry
+    /// starting with a dot matches the subdomains of what follows it.
+    fn relay_allowed(&self, domain: &str) -> bool {
+        if self.relay_domains.is_empty() {
+            return true;
+        }
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        self.relay_domains
+            .iter()
+            .any(|d| match d.strip_prefix('.') {
+                Some(parent) => domain
+                    .strip_suffix(parent)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                None => domain == d,
+            })
+    }
+}
+
+/// The SMTP server. Cheap to clone; all clones share connections, limits and shutdown.
+pub struct Server<S: Store> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Store> Clone for Server<S> {
+    fn clone(&self) -> Self {
+        Server {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Holds one place of `max_connections_per_client` for the session's lifetime.
+struct ClientSlot<'a, S: Store> {
+    shared: &'a Shared<S>,
+    ip: IpAddr,
+}
+
+impl<S: Store> Drop for ClientSlot<'_, S> {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .per_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl<S: Store> Server<S> {
+    /// A server over `store` and `sanitizer`; loads the TLS certificate if configured.
+    pub fn new(
+        cfg: Arc<Config>,
+        store: Arc<S>,
+        sanitizer: Arc<dyn Sanitize>,
+        queued: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<Server<S>, ServerError> {
+        let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key)?),
+            _ => None,
+        };
+        let relay_domains = cfg
+            .server
+            .relay_domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        let (shutdown, _) = watch::channel(false);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                connections: Arc::new(Semaphore::new(cfg.server.max_connections)),
+                per_client: Mutex::new(HashMap::new()),
+                cfg,
+                store,
+                sanitizer,
+                queued,
+                tls,
+                relay_domains,
+                shutdown,
+            }),
+        })
+    }
+
+    /// Binds every `server.listen` address.
+    pub async fn bind(&self) -> Result<Vec<TcpListener>, ServerError> {
+        let mut out = Vec::new();
+        for &addr in &self.shared.cfg.server.listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            out.push(l);
+        }
+        Ok(out)
+    }
+
+    /// Tells every session to finish its transaction and close; new connections get 421.
+    pub fn begin_shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Accepts on `listeners` until `shutdown` completes, then drains the sessions (bounded by
+    /// `server.shutdown_timeout`).
+    pub async fn serve(&self, listeners: Vec<TcpListener>, shutdown: impl Future<Output = ()>) {
+        let (tx, mut rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let mut acceptors = JoinSet::new();
+        for l in listeners {
+            let tx = tx.clone();
+            acceptors.spawn(accept_loop(l, tx));
+        }
+        drop(tx);
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = rx.recv() => match accepted {
+                    Some((stream, peer)) => {
+                        let server = self.clone();
+                        sessions.spawn(async move { server.handle_connection(stream, peer).await });
+                    }
+                    None => break,
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        tracing::info!(sessions = sessions.len(), "smtp: shutting down");
+        self.begin_shutdown();
+        acceptors.shutdown().await;
+        drop(rx);
+        let limit = self.shared.cfg.server.shutdown_timeout.0;
+        let drained = tokio::time::timeout(limit, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                sessions = sessions.len(),
+                "smtp: shutdown_timeout passed, aborting the remaining sessions"
+            );
+            sessions.shutdown().await;
+        }
+    }
+
+    /// Runs one connection: the gate (access list, shutdown, limits), then the session.
+    pub async fn handle_connection<IO>(&self, io: IO, peer: SocketAddr)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = &self.shared;
+        let ip = peer.ip().to_canonical();
+        let host = &shared.cfg.server.hostname;
+        if !shared
+            .cfg
+            .server
+            .allowed_clients
+            .iter()
+            .any(|n| n.contains(&ip))
+        {
+            tracing::info!(client = %peer, "smtp: client not in allowed_clients");
+            let r = Reply::new(554, Enhanced(5, 7, 1), format!("{host} access denied"));
+            return refuse(io, r).await;
+        }
+        if *shared.shutdown.borrow() {
+            let r = Reply::new(421, Enhanced(4, 3, 2), format!("{host} shutting down"));
+            return refuse(io, r).await;
+        }
+        let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
+            tracing::warn!(client = %peer, "smtp: max_connections reached");
+            let r = Reply::new(
+                421,
+                Enhanced(4, 7, 0),
+                format!("{host} too many connections"),
+            );
+            return refuse(io, r).await;
+        };
+        let over_client_limit = {
+            let mut map = shared.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= shared.cfg.server.max_connections_per_client {
+                true
+            } else {
+                *n += 1;
+                false
+            }
+        };
+        if over_client_limit {
+            tracing::warn!(client = %peer, "smtp: max_connections_per_client reached");
+            let r = Reply::new(
+                421,
+                Enhanced(4, 7, 0),
+                format!("{host} too many connections from your address"),
+            );
+            return refuse(io, r).await;
+        }
+        let _slot = ClientSlot { shared, ip };
+        tracing::debug!(client = %peer, "smtp: session start");
+        session::Session::new(shared.clone(), io, peer).run().await;
+    }
+}
+
+/// Sends one reply and closes, bounded in time.
+async fn refuse<IO: AsyncWrite + Unpin>(mut io: IO, r: Reply) {
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        io.write_all(&r.to_bytes()).await?;
+        io.shutdown().await
+    })
+    .await;
+}
+
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                // Replies are already batched per pipelined group; Nagle would only add delay.
+                let _ = stream.set_nodelay(true);
+                if tx.send((stream, peer)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "smtp: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
