@@ -495,11 +495,36 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
     }
 }
 
-/// chardetng's guess, hinted towards Japanese (`.jp`).
+/// chardetng's guess, hinted towards Japanese (`.jp`). The hint makes short Latin text (a
+/// Portuguese subject in ISO-8859-1, say) come out as Shift_JIS or EUC-JP kanji soup; real
+/// Japanese text practically always holds kana, so a Japanese guess whose decoding holds no
+/// kana and whose 8-bit bytes look like Latin letters loses to chardetng's unhinted guess
+/// when that is a single-byte charset.
 fn guess(sample: &[u8], last: bool) -> &'static Encoding {
     let mut det = chardetng::EncodingDetector::new();
     det.feed(sample, last);
-    det.guess(Some(b"jp"), true)
+    let jp = det.guess(Some(b"jp"), true);
+    if jp == encoding_rs::SHIFT_JIS || jp == encoding_rs::EUC_JP {
+        let generic = det.guess(None, true);
+        if generic != jp && generic.is_single_byte() {
+            let mut text = String::new();
+            Inner::new(Kind::Rs(jp)).decode(sample, &mut text, last);
+            let kana = text
+                .chars()
+                .any(|c| matches!(c, '\u{3041}'..='\u{30FF}' | '\u{FF66}'..='\u{FF9F}'));
+            // Latin text has its 8-bit bytes mostly in A0-FF (letters); Shift_JIS kanji
+            // mostly lead with 81-9F, which Latin text uses only for rare punctuation.
+            let high = sample.iter().filter(|&&b| b >= 0x80).count();
+            let c1 = sample
+                .iter()
+                .filter(|&&b| (0x80..0xA0).contains(&b))
+                .count();
+            if !kana && c1 * 4 < high {
+                return generic;
+            }
+        }
+    }
+    jp
 }
 
 /// An encoding for 8-bit `sample`: strict UTF-8; UTF-8 with rare damage; else the first that
@@ -943,6 +968,25 @@ mod tests {
             let d = detected(label, JA.as_bytes());
             assert_eq!((d.charset, d.text.as_str()), ("UTF-8", JA), "{label:?}");
         }
+        // Unlabelled Latin text is not taken for Japanese (ruby-mail-gem's
+        // invalid_subject_characters.eml), while short Japanese text still is.
+        let d = detected(
+            None,
+            b"Forma\xe7\xe3o FrenetikPolis: Mega Campanha Final Ver\xe3o",
+        );
+        assert_eq!(d.text, "Formação FrenetikPolis: Mega Campanha Final Verão");
+        // (Half-width katakana alone in EUC-JP, 8E xx pairs, is also valid Shift_JIS kanji:
+        // inherently ambiguous, and rare, so not asserted.)
+        for (short, e) in [
+            ("お知らせ", encoding_rs::SHIFT_JIS),
+            ("お知らせ", encoding_rs::EUC_JP),
+            ("住民票の写し", encoding_rs::SHIFT_JIS),
+            ("住民票の写し", encoding_rs::EUC_JP),
+            ("ｱﾝｹｰﾄ", encoding_rs::SHIFT_JIS),
+        ] {
+            let d = detected(None, &enc(e, short));
+            assert_eq!((d.text.as_str(), d.charset), (short, e.name()));
+        }
         // Latin text stays Latin.
         let d = decode(Some("iso-8859-1"), "Grüße aus Köln".as_bytes());
         assert_eq!((d.charset, d.detected), ("UTF-8", true));
@@ -956,6 +1000,27 @@ mod tests {
         );
         let d = decode(None, b"hello");
         assert_eq!((d.charset, d.detected), ("us-ascii", false));
+    }
+
+    #[test]
+    fn short_kanji_only_text_is_detected() {
+        // Subjects of two to five kanji, no kana: the Latin fallback of `guess` must not take
+        // them (至急 in Shift_JIS is also valid windows-1250).
+        for t in [
+            "住民票",
+            "会議資料",
+            "請求書送付",
+            "議事録",
+            "人事異動",
+            "至急",
+            "緊急",
+            "各位",
+        ] {
+            for e in [encoding_rs::SHIFT_JIS, encoding_rs::EUC_JP] {
+                let d = detected(None, &enc(e, t));
+                assert_eq!((d.text.as_str(), d.charset), (t, e.name()));
+            }
+        }
     }
 
     #[test]

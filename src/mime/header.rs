@@ -384,20 +384,21 @@ fn clean_text(s: &str) -> String {
 /// Parse an address list (From, To, Cc, Reply-To, Sender, ...) as it really is: display names
 /// quoted or encoded (decoded with [`decode_text`]), comments (used as the name when there is
 /// no phrase), groups (members flattened; empty groups give nothing), bare addresses, `<addr>`
-/// alone, obsolete routes (`<@relay:user@host>`), garbage (skipped). Every `addr` is a plain
-/// addr-spec without white space, control characters, `<` or `>`; at most [`MAX_ADDRESSES`].
+/// alone, `Name addr@host` without brackets, obsolete routes (`<@relay:user@host>`), `;` as a
+/// separator (Outlook), garbage (skipped). Every `addr` is a plain addr-spec without white
+/// space, control characters, `<` or `>`; at most [`MAX_ADDRESSES`] are returned.
 pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
     let mut out = Vec::new();
     let mut cur = Mailbox::default();
     let mut i = 0;
-    let mut last_space = false;
+    let mut space = false;
     while let Some(&b) = raw.get(i) {
         if out.len() >= MAX_ADDRESSES {
-            break;
+            return out;
         }
         match b {
             b' ' | b'\t' | b'\r' | b'\n' => {
-                last_space = true;
+                space = true;
                 i += 1;
                 continue;
             }
@@ -408,20 +409,19 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
                 }
                 i = end;
                 // A comment separates words like white space does.
-                last_space = true;
+                space = true;
                 continue;
             }
             b'"' => {
                 let end = quoted_end(raw, i);
                 let q = raw.get(i..end).unwrap_or(&[]);
-                cur.word(&unquote(q), last_space);
-                cur.spec.extend_from_slice(q);
+                cur.token(&unquote(q), q, space);
                 i = end;
             }
             b'<' => {
                 let end = raw
                     .get(i + 1..)
-                    .and_then(|s| angle_end(s))
+                    .and_then(angle_end)
                     .map_or(raw.len(), |e| i + 1 + e);
                 if cur.angle.is_none() {
                     cur.angle = Some(raw.get(i + 1..end).unwrap_or(&[]).to_vec());
@@ -434,15 +434,10 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
                     .and_then(|s| memchr::memchr(b']', s))
                     .map_or(raw.len(), |e| i + e + 1);
                 let lit = raw.get(i..end).unwrap_or(&[]);
-                cur.word(lit, last_space);
-                cur.spec.extend_from_slice(lit);
+                cur.token(lit, lit, space);
                 i = end;
             }
-            b',' => {
-                cur.finish(&mut out);
-                i += 1;
-            }
-            b';' => {
+            b',' | b';' => {
                 cur.finish(&mut out);
                 i += 1;
             }
@@ -452,33 +447,29 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
                 i += 1;
             }
             b'>' | b')' | b']' | b'\\' => {
-                // Stray closing characters: garbage that must not join an address.
-                cur.spec.push(b' ');
+                // Stray closing characters: garbage that poisons the spec (never an address).
+                cur.token(&[], &[b], space);
                 i += 1;
             }
             b'.' | b'@' => {
-                cur.phrase.push(b);
-                cur.spec.push(b);
+                cur.token(&[b], &[b], space);
                 i += 1;
-                last_space = false;
-                continue;
             }
             _ => {
-                let end = raw
+                let len = raw
                     .get(i..)
                     .and_then(|s| s.iter().position(|&c| is_special_or_space(c)))
-                    .map_or(raw.len(), |e| i + e.max(1));
-                let atom = raw.get(i..end).unwrap_or(&[]);
-                cur.word(atom, last_space);
-                cur.spec.extend_from_slice(atom);
-                i = end;
+                    .unwrap_or(raw.len() - i)
+                    .max(1);
+                let atom = raw.get(i..i + len).unwrap_or(&[]);
+                cur.token(atom, atom, space);
+                i += len;
             }
         }
-        last_space = false;
+        space = false;
     }
-    if out.len() < MAX_ADDRESSES {
-        cur.finish(&mut out);
-    }
+    cur.finish(&mut out);
+    out.truncate(MAX_ADDRESSES);
     out
 }
 
@@ -492,9 +483,10 @@ fn is_special_or_space(c: u8) -> bool {
 /// What has been collected of one mailbox.
 #[derive(Default)]
 struct Mailbox {
-    /// The display phrase: words with single spaces where the input had white space.
+    /// The display phrase: words unquoted, one space where the input had white space.
     phrase: Vec<u8>,
-    /// The same tokens without white space, quoted strings kept quoted: a bare addr-spec.
+    /// The same tokens as written (quoted strings kept quoted), one space where the input had
+    /// white space or a comment: a bare addr-spec once [`clean_addr`] has judged the spaces.
     spec: Vec<u8>,
     /// The content of the first `<...>`.
     angle: Option<Vec<u8>>,
@@ -503,60 +495,47 @@ struct Mailbox {
 }
 
 impl Mailbox {
-    fn word(&mut self, w: &[u8], space_before: bool) {
-        if space_before && !self.phrase.is_empty() {
-            self.phrase.push(b' ');
-            // White space inside a bare addr-spec is only allowed around `.` and `@`
-            // (obsolete syntax); elsewhere it means this is a phrase, not an address.
-            if !matches!(self.spec.last(), Some(b'.' | b'@')) {
+    fn token(&mut self, phrase: &[u8], spec: &[u8], space_before: bool) {
+        if space_before {
+            if !self.phrase.is_empty() {
+                self.phrase.push(b' ');
+            }
+            if !self.spec.is_empty() {
                 self.spec.push(b' ');
             }
         }
-        self.phrase.extend_from_slice(w);
+        self.phrase.extend_from_slice(phrase);
+        self.spec.extend_from_slice(spec);
     }
 
     fn finish(&mut self, out: &mut Vec<Address>) {
         let m = std::mem::take(self);
+        let phrase = (!m.phrase.is_empty()).then_some(m.phrase.as_slice());
         let (addr, name) = match &m.angle {
-            Some(a) => {
-                let name = if m.phrase.is_empty() {
-                    m.comment.as_deref()
-                } else {
-                    Some(m.phrase.as_slice())
-                };
-                (clean_addr(a), name)
-            }
-            None => {
-                let spec = trim_spec_spaces(&m.spec);
-                (clean_addr(&spec), m.comment.as_deref())
-            }
+            Some(a) => (clean_addr(a), phrase.or(m.comment.as_deref())),
+            None => match clean_addr(&m.spec) {
+                Some(a) => (Some(a), m.comment.as_deref()),
+                None => {
+                    // `Name addr@host` without angle brackets: the last word is the address.
+                    match (
+                        m.spec.iter().rposition(|&b| b == b' '),
+                        m.phrase.iter().rposition(|&b| b == b' '),
+                    ) {
+                        (Some(s), Some(p)) => (
+                            m.spec.get(s + 1..).and_then(clean_addr),
+                            m.phrase.get(..p).or(m.comment.as_deref()),
+                        ),
+                        _ => (None, None),
+                    }
+                }
+            },
         };
         let Some(addr) = addr else {
             return;
         };
         let name = name.map(decode_text).filter(|n| !n.is_empty());
-        if out.len() < MAX_ADDRESSES {
-            out.push(Address { name, addr });
-        }
+        out.push(Address { name, addr });
     }
-}
-
-/// Remove white space adjacent to `.` and `@` in a bare spec (`john . doe @ example.com`).
-fn trim_spec_spaces(spec: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = Vec::with_capacity(spec.len());
-    for &b in spec {
-        if b == b' ' && matches!(out.last(), None | Some(b'.' | b'@')) {
-            continue;
-        }
-        if matches!(b, b'.' | b'@') && out.last() == Some(&b' ') {
-            out.pop();
-        }
-        out.push(b);
-    }
-    while out.last() == Some(&b' ') {
-        out.pop();
-    }
-    out
 }
 
 /// The end (exclusive) of the comment starting at `start` (nested, with quoted pairs) and its
@@ -637,27 +616,70 @@ fn angle_end(s: &[u8]) -> Option<usize> {
     None
 }
 
-/// Turn the content of `<...>` or a bare spec into a plain addr-spec, or `None`: comments and
-/// white space outside quotes removed, an obsolete source route dropped, then validated.
+/// Turn the content of `<...>` or a bare spec into a plain addr-spec, or `None`. Comments are
+/// removed; white space (outside quotes) is allowed only at the ends and next to `.`, `@`,
+/// `:` and `,` (obsolete CFWS, source routes), anywhere else it means this is not one address.
+/// An obsolete source route is dropped, then the result is validated.
 fn clean_addr(raw: &[u8]) -> Option<String> {
-    let mut spec = Vec::with_capacity(raw.len());
+    // Pass 1: comments out, white space runs to one space; quoted strings as written.
+    let mut tmp = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         match b {
             b'(' => {
                 i = comment(raw, i).0;
+                if tmp.last() != Some(&b' ') {
+                    tmp.push(b' ');
+                }
                 continue;
             }
             b'"' => {
                 let end = quoted_end(raw, i);
-                spec.extend_from_slice(raw.get(i..end).unwrap_or(&[]));
+                tmp.extend_from_slice(raw.get(i..end).unwrap_or(&[]));
                 i = end;
                 continue;
             }
-            b' ' | b'\t' | b'\r' | b'\n' => {}
-            _ => spec.push(b),
+            b' ' | b'\t' | b'\r' | b'\n' => {
+                if tmp.last() != Some(&b' ') {
+                    tmp.push(b' ');
+                }
+            }
+            _ => tmp.push(b),
         }
         i += 1;
+    }
+    // Pass 2: drop the spaces CFWS allows; any other space outside quotes is fatal.
+    let mut spec: Vec<u8> = Vec::with_capacity(tmp.len());
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut k = 0;
+    while let Some(&b) = tmp.get(k) {
+        k += 1;
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_quote = false;
+            }
+            spec.push(b);
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_quote = true;
+                spec.push(b);
+            }
+            b' ' => {
+                let prev_ok = matches!(spec.last(), None | Some(b'.' | b'@' | b':' | b','));
+                let next_ok = matches!(tmp.get(k), None | Some(b'.' | b'@' | b':' | b','));
+                if !prev_ok && !next_ok {
+                    return None;
+                }
+            }
+            _ => spec.push(b),
+        }
     }
     // Obsolete route: @a,@b:user@host.
     if spec.first() == Some(&b'@') {
@@ -788,16 +810,620 @@ fn trim_ascii(s: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    fn enc(e: &'static encoding_rs::Encoding, s: &str) -> Vec<u8> {
+        e.encode(s).0.into_owned()
+    }
+
+    fn q(b: &[u8]) -> String {
+        b.iter().map(|c| format!("={c:02X}")).collect()
+    }
+
+    fn d(s: &str) -> String {
+        decode_text(s.as_bytes())
+    }
 
     #[test]
-    fn smoke() {
-        assert_eq!(decode_text(b"=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?="), "日本語");
+    fn japanese_encoded_words() {
+        assert_eq!(d("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?="), "日本語");
+        assert_eq!(d("=?iso-2022-jp?q?=1B$BF|K\\8l=1B(B?="), "日本語");
+        let sjis = enc(encoding_rs::SHIFT_JIS, "住民票の写し①");
         assert_eq!(
-            decode_text(b"=?utf-8?q?a=0D=0ABcc:_x@evil?="),
-            "a Bcc: x@evil"
+            d(&format!("=?Shift_JIS?B?{}?=", b64(&sjis))),
+            "住民票の写し①"
         );
-        let a = parse_addresses(b"\"Yamada\" <taro..@docomo.ne.jp>, bob@example.com (Bob)");
-        assert_eq!(a.len(), 2);
-        assert_eq!(parse_msg_ids(b"<a@b> <c@d>"), vec!["a@b", "c@d"]);
+        assert_eq!(d(&format!("=?cp932?Q?{}?=", q(&sjis))), "住民票の写し①");
+        let euc = enc(encoding_rs::EUC_JP, "住民票の写し");
+        assert_eq!(d(&format!("=?EUC-JP?B?{}?=", b64(&euc))), "住民票の写し");
+        assert_eq!(d("=?UTF-8?B?5L2P5rCR56Wo?="), "住民票");
+        assert_eq!(
+            d("=?utf-8?q?=E4=BD=8F=E6=B0=91=E7=A5=A8_abc?="),
+            "住民票 abc"
+        );
+        // Lower-case encodings, RFC 2231 language suffix, empty text.
+        assert_eq!(d("=?utf-8*ja?b?5L2P5rCR56Wo?="), "住民票");
+        assert_eq!(d("a=?utf-8?q??=b"), "ab");
+        // Joruri: UTF-7 with a space inside the Q text.
+        assert_eq!(
+            d("=?UNICODE-1-1-UTF-7?Q?+MKgw8zCzMPwwyTDGMLkwyA- UNICODE-1-1-UTF-7?="),
+            "エンコードテスト UNICODE-1-1-UTF-7"
+        );
+    }
+
+    #[test]
+    fn split_characters_survive() {
+        // ISO-2022-JP: 本 (0x4B5C) split between two words, the escape only in the first.
+        let jis = b"\x1b$BF|K\\8l\x1b(B";
+        let (a, b) = jis.split_at(5);
+        assert_eq!(
+            d(&format!(
+                "=?ISO-2022-JP?B?{}?= =?ISO-2022-JP?B?{}?=",
+                b64(a),
+                b64(b)
+            )),
+            "日本語"
+        );
+        // Each word complete (escapes in both): joined, the back-to-back escapes are no error.
+        let w1 = b64(b"\x1b$BF|K\\\x1b(B");
+        let w2 = b64(b"\x1b$B8l\x1b(B");
+        assert_eq!(
+            d(&format!(
+                "=?ISO-2022-JP?B?{w1}?=\r\n =?ISO-2022-JP?B?{w2}?="
+            )),
+            "日本語"
+        );
+        // UTF-8 split inside a character, B and Q, folded.
+        let u = "日本語".as_bytes();
+        for cut in 1..u.len() {
+            let (x, y) = u.split_at(cut);
+            assert_eq!(
+                d(&format!("=?UTF-8?B?{}?=\t=?utf-8?B?{}?=", b64(x), b64(y))),
+                "日本語"
+            );
+            assert_eq!(
+                d(&format!("=?UTF-8?Q?{}?=  =?UTF-8?Q?{}?=", q(x), q(y))),
+                "日本語"
+            );
+        }
+        // Shift_JIS split after a lead byte.
+        let s = enc(encoding_rs::SHIFT_JIS, "表示");
+        let (x, y) = s.split_at(1);
+        assert_eq!(
+            d(&format!("=?SJIS?B?{}?= =?shift_jis?B?{}?=", b64(x), b64(y))),
+            "表示"
+        );
+    }
+
+    #[test]
+    fn white_space_rules() {
+        // Between encoded words: dropped, even across charsets.
+        assert_eq!(
+            d("=?UTF-8?B?44Ko44Oz44Kz44O844OJ44OG44K544OIIEVVQy1LUg==?= =?EUC-KR?B?xde9usau?="),
+            "エンコードテスト EUC-KR테스트"
+        );
+        // Between a word and text: kept.
+        assert_eq!(
+            d("Re: =?UTF-8?B?5L2P5rCR56Wo?= [city] =?UTF-8?B?5L2P5rCR56Wo?= x"),
+            "Re: 住民票 [city] 住民票 x"
+        );
+        // Encoded words inside quotes and glued to text, as MUAs tolerate.
+        assert_eq!(d("\"=?UTF-8?B?5L2P5rCR56Wo?=\" <x@y>"), "\"住民票\" <x@y>");
+        assert_eq!(d("abc=?utf-8?q?=E6=97=A5?=def"), "abc日def");
+    }
+
+    #[test]
+    fn malformed_words_are_kept() {
+        assert_eq!(d("=?utf-8?B?@@@@?="), "=?utf-8?B?@@@@?=");
+        assert_eq!(d("=?x-klingon?B?/w==?="), "=?x-klingon?B?/w==?=");
+        assert_eq!(d("=?utf-8?X?abc?="), "=?utf-8?X?abc?=");
+        assert_eq!(d("=?utf-8?q?abc"), "=?utf-8?q?abc");
+        assert_eq!(d("=??q?abc?="), "=??q?abc?=");
+        assert_eq!(d("price =? 100"), "price =? 100");
+        // Unknown charset on UTF-8 octets (Joruri's `UNKNOWN`): read as UTF-8.
+        assert_eq!(d("=?UNKNOWN?B?44K344K544OG44Og?="), "システム");
+        // Missing padding, padding in the middle, stray '=' in Q.
+        assert_eq!(d("=?utf-8?b?YWI?="), "ab");
+        assert_eq!(d("=?utf-8?b?YQ==Yg==?="), "ab");
+        assert_eq!(d("=?utf-8?q?a=ZZb=?="), "a=ZZb=");
+        // A word whose charset decoder fails is detected like raw text.
+        let sjis = enc(encoding_rs::SHIFT_JIS, "住民票の写しを送付します");
+        assert_eq!(
+            d(&format!("=?iso-2022-jp?B?{}?=", b64(&sjis))),
+            "住民票の写しを送付します"
+        );
+    }
+
+    #[test]
+    fn raw_8bit_headers() {
+        assert_eq!(
+            decode_text("住民票 のお知らせ".as_bytes()),
+            "住民票 のお知らせ"
+        );
+        let t = "住民票の写しを送付します";
+        assert_eq!(decode_text(&enc(encoding_rs::SHIFT_JIS, t)), t);
+        assert_eq!(decode_text(&enc(encoding_rs::EUC_JP, t)), t);
+        assert_eq!(decode_text(&enc(encoding_rs::ISO_2022_JP, t)), t);
+        // Raw pieces around encoded words share one detection.
+        let mut v = enc(encoding_rs::SHIFT_JIS, "件名：");
+        v.extend_from_slice(b" =?UTF-8?B?5L2P5rCR56Wo?= ");
+        v.extend_from_slice(&enc(encoding_rs::SHIFT_JIS, "送付"));
+        assert_eq!(decode_text(&v), "件名： 住民票 送付");
+    }
+
+    #[test]
+    fn no_line_breaks_or_controls_survive() {
+        for (input, want) in [
+            ("=?utf-8?q?a=0D=0ABcc:_x@evil?=", "a Bcc: x@evil"),
+            ("=?utf-8?b?YQ0KQmNjOiB4QGV2aWw=?=", "a Bcc: x@evil"),
+            ("a\r\nBcc: x@evil", "a Bcc: x@evil"),
+            ("a\rb\nc", "a b c"),
+            ("a\t\t  b", "a b"),
+            ("=?utf-8?q?a=00b=07c=1Bd=7Fe?=", "a b c d e"),
+            ("=?utf-8?q?a=C2=85b=E2=80=A8c=E2=80=A9d?=", "a b c d"),
+            ("=?utf-8?q?=0D=0A=0D=0A?=", ""),
+            ("=?utf-8?q?=E2=80=AEfdp.exe?=", "fdp.exe"),
+            ("  padded  ", "padded"),
+        ] {
+            let got = d(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(!got.chars().any(|c| c.is_control()), "{input:?}");
+        }
+        // The same through an ISO-2022-JP word (CR LF in ASCII mode).
+        let got = d(&format!("=?iso-2022-jp?B?{}?=", b64(b"x\r\nBcc: y")));
+        assert_eq!(got, "x Bcc: y");
+    }
+
+    #[test]
+    fn long_and_hostile_headers_are_bounded() {
+        let word = "=?UTF-8?B?5L2P5rCR56Wo?= ";
+        let long = word.repeat(20_000);
+        let got = d(&long);
+        assert!(got.len() <= MAX_TEXT_LEN);
+        assert!(got.starts_with("住民票住民票"));
+        // Many openers without closers, and quadratic bait: must finish quickly.
+        for bait in [
+            "=?".repeat(100_000),
+            "=?a?q?".repeat(50_000),
+            "=?a?b?=?=".repeat(30_000),
+        ] {
+            let t = std::time::Instant::now();
+            let got = d(&bait);
+            assert!(got.len() <= MAX_TEXT_LEN);
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(2),
+                "slow on bait"
+            );
+        }
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+        let got = decode_text(&bytes);
+        assert!(got.len() <= MAX_TEXT_LEN);
+        assert!(!got.chars().any(|c| c.is_control()));
+    }
+
+    fn addr(name: Option<&str>, a: &str) -> Address {
+        Address {
+            name: name.map(str::to_string),
+            addr: a.to_string(),
+        }
+    }
+
+    fn pa(s: &str) -> Vec<Address> {
+        parse_addresses(s.as_bytes())
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            pa("\"山田 太郎\" <taro@example.jp>"),
+            vec![addr(Some("山田 太郎"), "taro@example.jp")]
+        );
+        let jis = b64(&enc(encoding_rs::ISO_2022_JP, "山田太郎"));
+        assert_eq!(
+            pa(&format!(
+                "=?ISO-2022-JP?B?{jis}?= <yamada@city.example.lg.jp>"
+            )),
+            vec![addr(Some("山田太郎"), "yamada@city.example.lg.jp")]
+        );
+        assert_eq!(
+            pa(&format!("\"=?ISO-2022-JP?B?{jis}?=\" <y@x.jp>")),
+            vec![addr(Some("山田太郎"), "y@x.jp")]
+        );
+        assert_eq!(
+            pa("John Doe <john@x.example>, jane@y.example, <bare@z.example>"),
+            vec![
+                addr(Some("John Doe"), "john@x.example"),
+                addr(None, "jane@y.example"),
+                addr(None, "bare@z.example")
+            ]
+        );
+        assert_eq!(
+            pa("a@b.example (Comment Name)"),
+            vec![addr(Some("Comment Name"), "a@b.example")]
+        );
+        assert_eq!(
+            pa("Real (ignored) <r@b.example>"),
+            vec![addr(Some("Real"), "r@b.example")]
+        );
+        assert_eq!(
+            pa("\"Doe, John\" <j@x.example>; k@x.example"),
+            vec![
+                addr(Some("Doe, John"), "j@x.example"),
+                addr(None, "k@x.example")
+            ]
+        );
+        assert_eq!(
+            pa("\"a \\\"q\\\" b\" <q@x.example>")[0].name.as_deref(),
+            Some("a \"q\" b")
+        );
+        // Obsolete syntax: route, spaces around dots and at.
+        assert_eq!(
+            pa("<@relay.example,@r2.example:user@host.example>"),
+            vec![addr(None, "user@host.example")]
+        );
+        assert_eq!(
+            pa("john . doe @ example . com"),
+            vec![addr(None, "john.doe@example.com")]
+        );
+        assert_eq!(pa("< j@x.example >"), vec![addr(None, "j@x.example")]);
+        // Name without brackets.
+        assert_eq!(
+            pa("Yamada Taro taro@example.jp"),
+            vec![addr(Some("Yamada Taro"), "taro@example.jp")]
+        );
+        // Mobile-carrier local parts, SMTPUTF8, quoted local parts, literals.
+        assert_eq!(
+            pa("taro..@docomo.ne.jp"),
+            vec![addr(None, "taro..@docomo.ne.jp")]
+        );
+        assert_eq!(
+            pa("<.a..b.@ezweb.ne.jp>"),
+            vec![addr(None, ".a..b.@ezweb.ne.jp")]
+        );
+        assert_eq!(
+            pa("山田 <山田@例え.jp>"),
+            vec![addr(Some("山田"), "山田@例え.jp")]
+        );
+        assert_eq!(
+            pa("\"j.d\"@x.example"),
+            vec![addr(None, "\"j.d\"@x.example")]
+        );
+        assert_eq!(pa("u@[192.0.2.1]"), vec![addr(None, "u@[192.0.2.1]")]);
+        assert_eq!(pa("<mailto:m@x.example>"), vec![addr(None, "m@x.example")]);
+    }
+
+    #[test]
+    fn groups() {
+        assert_eq!(pa("undisclosed-recipients:;"), vec![]);
+        assert_eq!(pa("Team: ;"), vec![]);
+        assert_eq!(
+            pa("Team: a@x.example, B <b@y.example>;, c@z.example"),
+            vec![
+                addr(None, "a@x.example"),
+                addr(Some("B"), "b@y.example"),
+                addr(None, "c@z.example")
+            ]
+        );
+        assert_eq!(
+            pa("=?utf-8?q?=E8=AA=B2?=: a@x.example;"),
+            vec![addr(None, "a@x.example")]
+        );
+    }
+
+    #[test]
+    fn bad_addresses_are_dropped() {
+        for bad in [
+            "",
+            ",,,",
+            "<<<>>>",
+            "foo",
+            "@",
+            "a@",
+            "@b",
+            "\"unterminated",
+            "(unterminated comment",
+            "<a b@x.example>",
+            "<a\x00b@x.example>",
+            "<a\x1b@x.example>",
+            "\"john doe\"@x.example",
+            "a@b@c",
+            "a@x..example",
+            "a)@x.example",
+            "<a@x.example\r\nBcc: evil@y.example>",
+        ] {
+            let got = pa(bad);
+            assert!(got.is_empty(), "{bad:?} gave {got:?}");
+        }
+        let got = parse_addresses(b"<a@x.example> <b@y.example> \xff\xfe <\xff@x>");
+        assert_eq!(got, vec![addr(None, "a@x.example")]);
+    }
+
+    #[test]
+    fn names_cannot_carry_line_breaks() {
+        let got = pa("\"=?utf-8?q?x=0D=0ABcc:_y@evil?=\" <a@b.example>");
+        assert_eq!(got, vec![addr(Some("x Bcc: y@evil"), "a@b.example")]);
+        let got = pa("\"x\r\nBcc: y\" <a@b.example>");
+        assert_eq!(got, vec![addr(Some("x Bcc: y"), "a@b.example")]);
+        for a in got {
+            assert!(!a.addr.contains(['\r', '\n', ' ', '<', '>']));
+        }
+    }
+
+    #[test]
+    fn many_addresses_are_bounded() {
+        let list = "a@x.example, ".repeat(5000);
+        assert_eq!(pa(&list).len(), MAX_ADDRESSES);
+        let t = std::time::Instant::now();
+        let _ = parse_addresses(&b"(((((".repeat(50_000));
+        let _ = parse_addresses(&b"\"".repeat(100_000));
+        let _ = parse_addresses(&b"<".repeat(100_000));
+        let _ = parse_addresses(&b"a ".repeat(100_000));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn msg_ids() {
+        let p = |s: &str| parse_msg_ids(s.as_bytes());
+        assert_eq!(p("<a@b>"), vec!["a@b"]);
+        assert_eq!(p("  <a@b>\r\n\t<c.d@e> <a@b>"), vec!["a@b", "c.d@e"]);
+        assert_eq!(p("(comment) <x@y> (more)"), vec!["x@y"]);
+        assert_eq!(p("<<a@b>>"), vec!["a@b"]);
+        assert_eq!(p("a@b"), vec!["a@b"]);
+        assert_eq!(p(" bare-no-at "), Vec::<String>::new());
+        for bad in ["<>", "<a b@c>", "<a@b", "<é@x>", "<a\r\n@b>", "<a\x00@b>"] {
+            assert_eq!(p(bad), Vec::<String>::new(), "{bad:?}");
+        }
+        assert_eq!(p("<bad id> <good@x>"), vec!["good@x"]);
+        let many: String = (0..200).map(|i| format!("<{i}@x> ")).collect();
+        let got = p(&many);
+        assert_eq!(got.len(), MAX_MSG_IDS);
+        assert_eq!(got[0], "0@x");
+        assert_eq!(p(&format!("<{}@x>", "a".repeat(300))), Vec::<String>::new());
+    }
+}
+
+#[cfg(test)]
+mod corpus_tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// The corpora directory, or `None` (with a loud SKIP, or a failure when
+    /// `MUGAIKA_REQUIRE_CORPORA=1`).
+    fn corpora(sub: &str) -> Option<PathBuf> {
+        let base = std::env::var_os("MUGAIKA_CORPORA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora").into());
+        let dir = base.join(sub);
+        if dir.is_dir() {
+            return Some(dir);
+        }
+        if std::env::var("MUGAIKA_REQUIRE_CORPORA").as_deref() == Ok("1") {
+            panic!(
+                "corpus {} is missing and MUGAIKA_REQUIRE_CORPORA=1",
+                dir.display()
+            );
+        }
+        eprintln!(
+            "SKIP: corpus {} not found; set MUGAIKA_CORPORA",
+            dir.display()
+        );
+        None
+    }
+
+    fn eml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                eml_files(&p, out);
+            } else if p.extension().is_some_and(|e| e == "eml") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// The unfolded top-level header fields of a message (enough for these tests).
+    fn top_headers(msg: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
+        for line in msg.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+                if let Some(f) = fields.last_mut() {
+                    f.1.extend_from_slice(line);
+                }
+                continue;
+            }
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+                let value = line[colon + 1..]
+                    .strip_prefix(b" ")
+                    .unwrap_or(&line[colon + 1..]);
+                fields.push((name, value.to_vec()));
+            }
+        }
+        fields
+    }
+
+    fn field<'a>(h: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+        h.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn joruri_japanese_headers() {
+        let Some(dir) = corpora("joruri-mail-jp/test/fixtures/emails/charset") else {
+            return;
+        };
+        let expect = [
+            (
+                "iso-2022-jp.eml",
+                "システム",
+                "エンコードテスト ISO-2022-JP",
+            ),
+            (
+                "iso-2022-jp-2.eml",
+                "システム",
+                "エンコードテスト ISO-2022-JP-2",
+            ),
+            (
+                "iso-2022-jp_7bit.eml",
+                "システム",
+                "エンコードテスト ISO-2022-JP",
+            ),
+            ("shift_jis.eml", "システム", "エンコードテスト Shift_JIS"),
+            ("shift-jis.eml", "システム", "エンコードテスト Shift-JIS"),
+            ("euc-jp.eml", "システム", "エンコードテスト EUC-JP"),
+            ("utf-8.eml", "システム", "エンコードテスト UTF-8"),
+            ("unknown.eml", "システム", "エンコードテスト UNKNOWN"),
+            (
+                "unicode-1-1-utf-7.eml",
+                "システム",
+                "エンコードテスト UNICODE-1-1-UTF-7",
+            ),
+            ("euc-kr.eml", "테스트", "エンコードテスト EUC-KR테스트"),
+            (
+                "gb2312.eml",
+                "字符串转GB2312",
+                "エンコードテスト GB2312字符串转GB2312",
+            ),
+            ("koi8-r.eml", "система", "エンコードテスト KOI8-RЭто тест"),
+        ];
+        for (file, from, subject) in expect {
+            let msg = std::fs::read(dir.join(file)).expect("read corpus file");
+            let h = top_headers(&msg);
+            let s = decode_text(field(&h, "Subject").expect("Subject"));
+            assert_eq!(s, subject, "{file}");
+            let f = parse_addresses(field(&h, "From").expect("From"));
+            assert_eq!(
+                f,
+                vec![Address {
+                    name: Some(from.into()),
+                    addr: "admin@localhost".into()
+                }],
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn ruby_mail_gem_headers() {
+        let Some(dir) = corpora("ruby-mail-gem/spec/fixtures/emails") else {
+            return;
+        };
+        let expect = [
+            ("multi_charset/japanese.eml", "まみむめも"),
+            ("multi_charset/japanese_iso_2022.eml", "まみむめも"),
+            (
+                "plain_emails/raw_email_with_partially_quoted_subject.eml",
+                "Re: Test: \"漢字\" mid \"漢字\" tail",
+            ),
+            ("rfc2822/example14.eml", "Re: TEST テストテスト"),
+            (
+                "error_emails/invalid_subject_characters.eml",
+                "Formação FrenetikPolis: Mega Campanha Final Verão | Cursos de Setembro",
+            ),
+        ];
+        for (file, subject) in expect {
+            let msg = std::fs::read(dir.join(file)).expect("read corpus file");
+            let h = top_headers(&msg);
+            assert_eq!(
+                decode_text(field(&h, "Subject").expect("Subject")),
+                subject,
+                "{file}"
+            );
+        }
+        let msg = std::fs::read(dir.join("multi_charset/japanese.eml")).expect("read");
+        let to = parse_addresses(field(&top_headers(&msg), "To").expect("To"));
+        let want = Address {
+            name: Some("みける".into()),
+            addr: "raasdnil@gmail.com".into(),
+        };
+        assert_eq!(to, vec![want]);
+    }
+
+    #[test]
+    fn corpus_headers_decode_cleanly() {
+        let mut files = Vec::new();
+        for sub in [
+            "joruri-mail-jp",
+            "ruby-mail-gem",
+            "sisimai-set-of-emails",
+            "mimekit-testdata",
+        ] {
+            if let Some(d) = corpora(sub) {
+                eml_files(&d, &mut files);
+            }
+        }
+        let mut replaced = Vec::new();
+        for path in &files {
+            let Ok(msg) = std::fs::read(path) else {
+                continue;
+            };
+            for (name, value) in top_headers(&msg) {
+                let lname = name.to_ascii_lowercase();
+                let texts: Vec<String> = match lname.as_str() {
+                    "subject" | "comments" => vec![decode_text(&value)],
+                    "from" | "to" | "cc" | "reply-to" | "sender" => parse_addresses(&value)
+                        .into_iter()
+                        .map(|a| {
+                            assert!(valid_addr_spec(&a.addr), "{}: {:?}", path.display(), a.addr);
+                            a.name.unwrap_or_default()
+                        })
+                        .collect(),
+                    "message-id" | "references" | "in-reply-to" => parse_msg_ids(&value),
+                    _ => continue,
+                };
+                for t in texts {
+                    assert!(
+                        !t.chars().any(|c| c.is_control()),
+                        "{}: {t:?}",
+                        path.display()
+                    );
+                    assert!(t.len() <= MAX_TEXT_LEN);
+                    if t.contains('\u{FFFD}') {
+                        replaced.push(format!("{}: {name}: {t}", path.display()));
+                        // Only where the input itself holds U+FFFD.
+                        assert!(
+                            memchr::memmem::find(&value, "\u{FFFD}".as_bytes()).is_some(),
+                            "{}: {name}: {t}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+        for r in &replaced {
+            eprintln!("replacement character: {r}");
+        }
+        eprintln!(
+            "{} files, {} header values with U+FFFD",
+            files.len(),
+            replaced.len()
+        );
+        // MUGAIKA_PRINT_HEADERS=1 shows every non-ASCII or encoded subject, for eyeballing.
+        if std::env::var_os("MUGAIKA_PRINT_HEADERS").is_some() {
+            for path in &files {
+                let Ok(msg) = std::fs::read(path) else {
+                    continue;
+                };
+                let h = top_headers(&msg);
+                if let Some(v) = field(&h, "Subject") {
+                    if !v.is_ascii() || v.windows(2).any(|w| w == b"=?") {
+                        eprintln!("SUBJ {}: {}", path.display(), decode_text(v));
+                    }
+                }
+            }
+        }
     }
 }
