@@ -30,6 +30,10 @@ struct Got {
     sender: String,
     rcpts: Vec<String>,
     data: Vec<u8>,
+    /// Received after STARTTLS.
+    tls: bool,
+    /// The AUTH user, if the client authenticated.
+    user: Option<String>,
 }
 
 /// How the sink answers.
@@ -41,6 +45,12 @@ struct Rules {
     all_rcpt: Option<String>,
     /// Reply to DATA instead of 354, if set.
     data: Option<String>,
+    /// Offer STARTTLS with this acceptor.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Offer AUTH PLAIN for this user and password.
+    auth: Option<(String, String)>,
+    /// Do not advertise 8BITMIME.
+    no_8bitmime: bool,
 }
 
 #[derive(Default)]
@@ -48,6 +58,8 @@ struct SinkState {
     rules: Rules,
     got: Vec<Got>,
     connections: usize,
+    /// DATA commands answered with 354.
+    data_started: usize,
 }
 
 struct Sink {
@@ -82,13 +94,25 @@ impl Sink {
     }
 }
 
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 async fn session(sock: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
+    let mut r: BufReader<Box<dyn Stream>> = BufReader::new(Box::new(sock));
     let mut line = String::new();
-    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+    let _ = r.get_mut().write_all(b"220 sink ESMTP\r\n").await;
     let mut sender = String::new();
     let mut rcpts: Vec<String> = Vec::new();
+    let mut tls = false;
+    let mut user: Option<String> = None;
+    let (acceptor, auth, no_8bit) = {
+        let s = st.lock().unwrap();
+        (
+            s.rules.tls.clone(),
+            s.rules.auth.clone(),
+            s.rules.no_8bitmime,
+        )
+    };
     loop {
         line.clear();
         if r.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -97,15 +121,46 @@ async fn session(sock: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            "250-sink\r\n250-PIPELINING\r\n250 8BITMIME".into()
-        } else if upper.starts_with("HELO") || upper == "NOOP" {
-            "250 ok".into()
+            let mut ext = String::from("250-sink\r\n250-PIPELINING\r\n");
+            if acceptor.is_some() && !tls {
+                ext.push_str("250-STARTTLS\r\n");
+            }
+            if auth.is_some() {
+                ext.push_str("250-AUTH PLAIN\r\n");
+            }
+            ext.push_str(if no_8bit { "250 HELP" } else { "250 8BITMIME" });
+            ext
+        } else if upper == "STARTTLS" && acceptor.is_some() && !tls {
+            let _ = r.get_mut().write_all(b"220 2.0.0 ready\r\n").await;
+            let Some(acc) = acceptor.clone() else { return };
+            let Ok(t) = acc.accept(r.into_inner()).await else {
+                return;
+            };
+            r = BufReader::new(Box::new(t));
+            tls = true;
+            continue;
+        } else if let Some(b64) = cmd.strip_prefix("AUTH PLAIN ") {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .unwrap_or_default();
+            let parts: Vec<String> = raw
+                .split(|&b| b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            match (&auth, parts.as_slice()) {
+                (Some((u, p)), [_, cu, cp]) if cu == u && cp == p => {
+                    user = Some(u.clone());
+                    "235 2.7.0 authenticated".into()
+                }
+                _ => "535 5.7.8 bad credentials".into(),
+            }
         } else if upper == "RSET" {
             sender.clear();
             rcpts.clear();
             "250 ok".into()
         } else if upper == "QUIT" {
-            let _ = w.write_all(b"221 bye\r\n").await;
+            let _ = r.get_mut().write_all(b"221 bye\r\n").await;
             return;
         } else if let Some(rest) = upper.strip_prefix("MAIL FROM:<") {
             let n = rest.find('>').unwrap_or(0);
@@ -140,7 +195,8 @@ async fn session(sock: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
             } else if rcpts.is_empty() {
                 "554 no valid recipients".into()
             } else {
-                let _ = w.write_all(b"354 go ahead\r\n").await;
+                let _ = r.get_mut().write_all(b"354 go ahead\r\n").await;
+                st.lock().unwrap().data_started += 1;
                 let mut data = Vec::new();
                 let mut l = Vec::new();
                 loop {
@@ -158,13 +214,16 @@ async fn session(sock: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
                     sender: sender.clone(),
                     rcpts: std::mem::take(&mut rcpts),
                     data,
+                    tls,
+                    user: user.clone(),
                 });
                 "250 2.0.0 ok queued".into()
             }
         } else {
             "500 unknown command".into()
         };
-        if w.write_all(format!("{reply}\r\n").as_bytes())
+        if r.get_mut()
+            .write_all(format!("{reply}\r\n").as_bytes())
             .await
             .is_err()
         {
@@ -618,4 +677,246 @@ async fn a_running_manager_drops_entries_removed_by_an_administrator() {
     m.stop().await;
     assert!(sink.got().is_empty(), "a removed entry is not delivered");
     assert!(queue_is_empty(d.path()));
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn opportunistic_tls_is_used_when_offered_without_verification() {
+    let rules = Rules {
+        tls: Some(tls_acceptor()),
+        ..Default::default()
+    };
+    let sink = Sink::start("127.0.0.1:0", rules).await;
+    let d = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(d.path()).unwrap());
+    let mut cfg = config(sink.addr);
+    cfg.delivery.tls = DeliveryTls::Opportunistic;
+    let m = start(cfg, spool.clone());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &["u@city.example.lg.jp"],
+        CLEAN,
+    );
+    m.tx.send(id).unwrap();
+    wait_for("queue empty", 10, || queue_is_empty(d.path())).await;
+    m.stop().await;
+    let got = sink.got();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].tls,
+        "a self-signed certificate is accepted in opportunistic mode"
+    );
+    assert_eq!(got[0].data, CLEAN);
+}
+
+#[tokio::test]
+async fn required_tls_never_sends_in_clear_or_to_an_unverified_server() {
+    // One hop offers no STARTTLS, the other a self-signed certificate: both must defer.
+    let plain = Sink::start("127.0.0.1:0", Rules::default()).await;
+    let selfsigned = Sink::start(
+        "127.0.0.1:0",
+        Rules {
+            tls: Some(tls_acceptor()),
+            ..Default::default()
+        },
+    )
+    .await;
+    for (sink, expect) in [
+        (&plain, "STARTTLS required"),
+        (&selfsigned, "STARTTLS with"),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(d.path()).unwrap());
+        let mut cfg = config(sink.addr);
+        cfg.delivery.tls = DeliveryTls::Required;
+        let m = start(cfg, spool.clone());
+        let id = enqueue(
+            &spool,
+            "alice@example.com",
+            &["u@city.example.lg.jp"],
+            CLEAN,
+        );
+        m.tx.send(id.clone()).unwrap();
+        wait_for("two attempts", 10, || {
+            spool.load(&id).map(|e| e.attempts >= 2).unwrap_or(false)
+        })
+        .await;
+        m.stop().await;
+        let env = spool.load(&id).unwrap();
+        assert_eq!(env.recipients[0].state, RcptState::Pending);
+        let reply = env.recipients[0].last_reply.clone().unwrap();
+        assert!(reply.contains(expect), "{reply}");
+        assert!(sink.got().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn auth_plain_with_the_password_file() {
+    let rules = Rules {
+        auth: Some(("relay".into(), "s3cret".into())),
+        ..Default::default()
+    };
+    let sink = Sink::start("127.0.0.1:0", rules).await;
+    let d = tempfile::tempdir().unwrap();
+    let pw = d.path().join("password");
+    fs::write(&pw, "s3cret\n").unwrap();
+    let spool_dir = d.path().join("spool");
+    let spool = Arc::new(Spool::open(&spool_dir).unwrap());
+    let mut cfg = config(sink.addr);
+    cfg.delivery.auth_user = Some("relay".into());
+    cfg.delivery.auth_password_file = Some(pw);
+    let m = start(cfg.clone(), spool.clone());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &["u@city.example.lg.jp"],
+        CLEAN,
+    );
+    m.tx.send(id).unwrap();
+    wait_for("queue empty", 10, || queue_is_empty(&spool_dir)).await;
+    m.stop().await;
+    let got = sink.got();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].user.as_deref(), Some("relay"));
+
+    // With TLS expected but not offered, the password is never sent in clear.
+    cfg.delivery.tls = DeliveryTls::Opportunistic;
+    let m = start(cfg, spool.clone());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &["v@city.example.lg.jp"],
+        CLEAN,
+    );
+    m.tx.send(id.clone()).unwrap();
+    wait_for("an attempt", 10, || {
+        spool.load(&id).map(|e| e.attempts >= 1).unwrap_or(false)
+    })
+    .await;
+    m.stop().await;
+    let reply = spool.load(&id).unwrap().recipients[0]
+        .last_reply
+        .clone()
+        .unwrap();
+    assert!(reply.contains("refusing AUTH"), "{reply}");
+    assert_eq!(sink.got().len(), 1);
+}
+
+/// A next hop that accepts the connection and then says nothing.
+async fn silent_hop() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, h)
+}
+
+#[tokio::test]
+async fn a_silent_next_hop_times_out_and_the_message_stays_queued() {
+    let (addr, h) = silent_hop().await;
+    let d = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(d.path()).unwrap());
+    let mut cfg = config(addr);
+    cfg.delivery.command_timeout = Dur(Duration::from_millis(300));
+    let m = start(cfg, spool.clone());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &["u@city.example.lg.jp"],
+        CLEAN,
+    );
+    m.tx.send(id.clone()).unwrap();
+    wait_for("a timed-out attempt", 10, || {
+        spool.load(&id).map(|e| e.attempts >= 1).unwrap_or(false)
+    })
+    .await;
+    m.stop().await;
+    let env = spool.load(&id).unwrap();
+    assert_eq!(env.recipients[0].state, RcptState::Pending);
+    let reply = env.recipients[0].last_reply.clone().unwrap();
+    assert!(reply.contains("timed out"), "{reply}");
+    h.abort();
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_even_with_an_attempt_stuck_in_flight() {
+    let (addr, h) = silent_hop().await;
+    let d = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(d.path()).unwrap());
+    let mut cfg = config(addr);
+    cfg.delivery.command_timeout = Dur(Duration::from_secs(60));
+    cfg.server.shutdown_timeout = Dur(Duration::from_millis(300));
+    let m = start(cfg, spool.clone());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &["u@city.example.lg.jp"],
+        CLEAN,
+    );
+    m.tx.send(id.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    m.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // The abandoned attempt left the entry as it was: pending, to be retried.
+    let env = spool.load(&id).unwrap();
+    assert_eq!(env.recipients[0].state, RcptState::Pending);
+    h.abort();
+}
+
+#[tokio::test]
+async fn an_unreadable_clean_message_never_ends_the_data() {
+    let rules = Rules {
+        no_8bitmime: true,
+        ..Default::default()
+    };
+    let sink = Sink::start("127.0.0.1:0", rules).await;
+    let d = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(d.path()).unwrap());
+    let id = enqueue(
+        &spool,
+        "alice@example.com",
+        &["u@city.example.lg.jp"],
+        CLEAN,
+    );
+    // A directory opens but every read fails (EISDIR): the failure hits in the middle of DATA.
+    let clean = spool.clean_path(&id);
+    fs::remove_file(&clean).unwrap();
+    fs::create_dir(&clean).unwrap();
+    let m = start(config(sink.addr), spool.clone());
+    wait_for("an attempt", 10, || {
+        spool.load(&id).map(|e| e.attempts >= 1).unwrap_or(false)
+    })
+    .await;
+    m.stop().await;
+    assert!(
+        sink.state.lock().unwrap().data_started >= 1,
+        "the failure must come after 354"
+    );
+    assert!(
+        sink.got().is_empty(),
+        "no terminating dot: nothing delivered"
+    );
+    let env = spool.load(&id).unwrap();
+    assert_eq!(env.recipients[0].state, RcptState::Pending);
+    let reply = env.recipients[0].last_reply.clone().unwrap();
+    assert!(reply.contains("cannot read the clean message"), "{reply}");
 }

@@ -117,12 +117,14 @@ fn recovery_after_a_crash() {
     let truncated;
     let no_clean;
     let interrupted_update;
+    let no_envelope;
     {
         let spool = Spool::open(d.path()).unwrap();
         good = commit_one(&spool, b"o1", b"c1");
         truncated = commit_one(&spool, b"o2", b"c2");
         no_clean = commit_one(&spool, b"o3", b"c3");
         interrupted_update = commit_one(&spool, b"o4", b"c4");
+        no_envelope = commit_one(&spool, b"o5", b"c5");
         // Crash while receiving: an entry left in tmp/ (as if the process died: no Drop).
         let mut inc = spool.create().unwrap();
         inc.original_file().write_all(b"partial").unwrap();
@@ -136,6 +138,7 @@ fn recovery_after_a_crash() {
     let json = fs::read(&env_path).unwrap();
     fs::write(&env_path, &json[..json.len() / 2]).unwrap();
     fs::remove_file(q.join(&no_clean).join("clean")).unwrap();
+    fs::remove_file(q.join(&no_envelope).join("envelope.json")).unwrap();
     // A crash in the middle of update(): the temporary envelope exists beside the old one.
     fs::write(
         q.join(&interrupted_update).join("envelope.json.tmp"),
@@ -150,7 +153,7 @@ fn recovery_after_a_crash() {
     assert_eq!(rec.queued, vec![good.clone(), interrupted_update.clone()]);
     let mut corrupt = rec.corrupt.clone();
     corrupt.sort();
-    let mut expected = vec![truncated.clone(), no_clean.clone()];
+    let mut expected = vec![truncated.clone(), no_clean.clone(), no_envelope.clone()];
     expected.sort();
     assert_eq!(corrupt, expected);
     // Corrupt entries are kept (never silently deleted), outside the queue.
@@ -233,4 +236,51 @@ fn local_entries_and_the_flush_marker() {
     Spool::attach(d.path()).unwrap().request_flush().unwrap();
     assert!(spool.take_flush_request());
     assert!(!spool.take_flush_request());
+}
+
+/// Commit cost, for the group-commit decision: `cargo test --release --test spool -- --ignored
+/// --nocapture commit_throughput`. Prints commits/s sequentially and from 16 threads, and the
+/// share of time spent in `commit` (the fsyncs and renames).
+#[test]
+#[ignore]
+fn commit_throughput() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let base = std::env::var_os("MUGAIKA_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let d = tempfile::tempdir_in(base).unwrap();
+    let spool = Arc::new(Spool::open(d.path()).unwrap());
+    let body = vec![b'x'; 26 * 1024];
+    let one = |spool: &Spool| -> Duration {
+        let mut inc = spool.create().unwrap();
+        inc.original_file().write_all(&body).unwrap();
+        fs::write(inc.clean_path(), &body).unwrap();
+        let t = Instant::now();
+        inc.commit(envelope()).unwrap();
+        t.elapsed()
+    };
+    for threads in [1usize, 16] {
+        let per = 400 / threads;
+        let t0 = Instant::now();
+        let in_commit: Duration = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|_| {
+                    let spool = spool.clone();
+                    let one = &one;
+                    s.spawn(move || (0..per).map(|_| one(&spool)).sum::<Duration>())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        let wall = t0.elapsed();
+        let n = per * threads;
+        println!(
+            "threads={threads} commits={n} wall={wall:?} commits/s={:.0} mean commit={:?} \
+             commit share={:.0}%",
+            n as f64 / wall.as_secs_f64(),
+            in_commit / n as u32,
+            100.0 * in_commit.as_secs_f64() / (wall.as_secs_f64() * threads as f64)
+        );
+    }
 }

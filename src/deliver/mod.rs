@@ -157,7 +157,7 @@ impl QueueManager {
 
         // Start: everything in the queue, at its own due time (now if a flush was requested).
         let flush_now = sh.spool.take_flush_request();
-        for (id, due) in scan(&sh.spool, &HashSet::new()).await? {
+        for (id, due) in scan(&sh.spool, HashSet::new()).await?.new {
             sched.insert(id, if flush_now { 0 } else { due });
         }
         tracing::info!(queued = sched.len(), "delivery: queue manager started");
@@ -217,19 +217,19 @@ impl QueueManager {
                         tracing::info!("delivery: flush requested, every entry is due now");
                         sched.make_all_due();
                     }
-                    match scan(&sh.spool, &sched.known_or(&in_flight)).await {
+                    match scan(&sh.spool, sched.known_or(&in_flight)).await {
                         Ok(found) => {
-                            for (id, due) in found {
+                            // Entries removed behind our back (`mugaika queue remove`) are
+                            // forgotten. Nothing was inserted since the listing: this arm runs
+                            // alone, and every id sent to us was committed before it was sent.
+                            sched.retain(|id| found.all.contains(id));
+                            for (id, due) in found.new {
                                 if !in_flight.contains(&id) {
                                     sched.insert(id, if flush { 0 } else { due });
                                 }
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "delivery: cannot scan the spool"),
-                    }
-                    if let Ok(ids) = list_blocking(&sh.spool).await {
-                        let on_disk: HashSet<String> = ids.into_iter().collect();
-                        sched.retain(|id| on_disk.contains(id));
                     }
                 }
                 () = tokio::time::sleep(wake) => {}
@@ -315,32 +315,37 @@ impl Schedule {
     }
 }
 
-async fn list_blocking(spool: &Arc<Spool>) -> io::Result<Vec<String>> {
-    let spool = spool.clone();
-    tokio::task::spawn_blocking(move || spool.list())
-        .await
-        .map_err(io::Error::other)?
+/// What a scan of the queue found.
+struct Scan {
+    /// Every id in `queue/`.
+    all: HashSet<String>,
+    /// Ids that were not known, with their due time.
+    new: Vec<(String, u64)>,
 }
 
-/// Lists the queue and loads the envelopes of ids not in `known`: (id, due time).
-async fn scan(spool: &Arc<Spool>, known: &HashSet<String>) -> io::Result<Vec<(String, u64)>> {
+/// Lists the queue and loads the envelopes of ids not in `known`. An envelope that cannot be
+/// parsed moves the entry to `corrupt/`; other errors (e.g. out of file descriptors) leave it
+/// for the next scan.
+async fn scan(spool: &Arc<Spool>, known: HashSet<String>) -> io::Result<Scan> {
     let spool = spool.clone();
-    let known = known.clone();
     tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for id in spool.list()? {
-            if known.contains(&id) {
+        let all: HashSet<String> = spool.list()?.into_iter().collect();
+        let mut new = Vec::new();
+        for id in &all {
+            if known.contains(id) {
                 continue;
             }
-            match spool.load(&id) {
-                Ok(env) => out.push((id, env.next_attempt)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    let _ = spool.mark_corrupt(&id, &e.to_string());
+            match spool.load(id) {
+                Ok(env) => new.push((id.clone(), env.next_attempt)),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    let _ = spool.mark_corrupt(id, &e.to_string());
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(id, error = %e, "delivery: cannot load an entry"),
             }
         }
-        Ok(out)
+        new.sort();
+        Ok(Scan { all, new })
     })
     .await
     .map_err(io::Error::other)?
@@ -404,11 +409,21 @@ async fn deliver_entry(sh: Arc<Shared>, id: String) -> Outcome {
     let mut env = match blocking(move || spool.load(&load_id)).await {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return gone(id),
-        Err(e) => {
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             let spool = sh.spool.clone();
             let (cid, reason) = (id.clone(), e.to_string());
             let _ = blocking(move || spool.mark_corrupt(&cid, &reason)).await;
             return gone(id);
+        }
+        Err(e) => {
+            // Not the entry's fault (e.g. out of file descriptors): try again later.
+            tracing::error!(id, error = %e, "delivery: cannot load the envelope");
+            let retry = cfg.delivery.retry.first().map_or(60_000, |d| dur_ms(d.0));
+            return Outcome {
+                id,
+                next: Some(now_ms().saturating_add(retry)),
+                created: Vec::new(),
+            };
         }
     };
     let max_age = dur_ms(cfg.delivery.max_queue_time.0);

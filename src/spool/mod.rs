@@ -238,7 +238,22 @@ impl Spool {
                 fs::remove_file(&stale).map_err(|e| ctx(e, "cannot remove", &stale))?;
             }
             let problem = match self.load(&id) {
-                Err(e) => Some(e.to_string()),
+                // Torn or missing envelope (commit writes it before the rename, so only damage
+                // or tampering gets here).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::NotFound
+                    ) =>
+                {
+                    Some(e.to_string())
+                }
+                Err(e) => {
+                    // Not the entry's fault (permissions, out of descriptors): leave it where
+                    // it is for the queue manager's next scan.
+                    tracing::error!(id, error = %e, "spool: cannot read an entry at start-up");
+                    continue;
+                }
                 Ok(_) if !dir.join(CLEAN).is_file() => Some("clean message missing".into()),
                 Ok(_) => None,
             };
@@ -301,7 +316,8 @@ impl Spool {
         for entry in fs::read_dir(&self.queue).map_err(|e| ctx(e, "cannot list", &self.queue))? {
             let entry = entry.map_err(|e| ctx(e, "cannot list", &self.queue))?;
             if let Some(name) = entry.file_name().to_str() {
-                if valid_id(name) && entry.path().is_dir() {
+                // file_type() comes from the directory entry itself: no stat per entry.
+                if valid_id(name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
                     ids.push(name.to_string());
                 }
             }
