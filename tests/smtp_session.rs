@@ -1399,3 +1399,72 @@ async fn chasquid_fuzz_seeds_with_bare_lf_never_make_a_message() {
     assert!(n >= 10);
     assert_eq!(h.store.count(), 0);
 }
+
+#[tokio::test]
+async fn the_real_pipeline_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(mugaika::spool::Spool::open(dir.path()).unwrap());
+    let mut conf = cfg();
+    conf.sanitize.timeout = Dur(Duration::from_secs(30));
+    let conf = Arc::new(conf);
+    let sanitizer = Arc::new(mugaika::smtp::server::Pipeline::new(conf.clone()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = Server::new(conf, spool.clone(), sanitizer, Some(tx)).unwrap();
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    tokio::spawn(async move { server.handle_connection(b, peer).await });
+    let mut c = Client {
+        io: Box::new(a),
+        buf: Vec::new(),
+    };
+    assert_eq!(c.reply().await.code, 220);
+    c.ok("EHLO client.example", 250).await;
+    c.mail("u@city.example.lg.jp").await;
+    c.ok("DATA", 354).await;
+    c.send(
+        "From: Sender <a@internet.example>\r\nTo: u@city.example.lg.jp\r\n\
+         Subject: test\r\nDate: Tue, 1 Jul 2025 12:00:00 +0900\r\nMessage-ID: <1@internet.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>Hello <a href=\"https://example.com/\">link</a></p>\r\n.\r\n",
+    )
+    .await;
+    let r = c.reply().await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = rx.recv().await.unwrap();
+    let clean = fs::read_to_string(spool.clean_path(&id)).unwrap();
+    assert!(
+        clean.starts_with("Received: from client.example ([127.0.0.1])"),
+        "{clean}"
+    );
+    assert!(clean.contains(&format!(" id {id} ")), "{clean}");
+    assert!(clean.contains("X-Mugaika-"), "{clean}");
+    assert!(!clean.contains("<a href"), "{clean}");
+    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off() {
+    let mut conf = cfg();
+    conf.server.command_timeout = Dur(Duration::from_millis(300));
+    let h = harness(conf);
+    let (c, task) = h.connect_from("127.0.0.1:7");
+    let mut io = c.io;
+    // HELP answers 6 octets with ~120: pipelined without ever reading the replies.
+    let writer = tokio::spawn(async move {
+        let burst = "HELP\r\n".repeat(10_000);
+        for _ in 0..200 {
+            if io.write_all(burst.as_bytes()).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    tokio::time::timeout(T, task)
+        .await
+        .expect("session still running")
+        .unwrap();
+    assert!(
+        tokio::time::timeout(T, writer).await.unwrap().unwrap(),
+        "the server kept reading"
+    );
+}

@@ -14,6 +14,7 @@
 //!   CVE-2011-0411); after the handshake everything learnt in plaintext is forgotten;
 //! - every wait is bounded (`command_timeout`, `data_timeout`), every buffer has a fixed size.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -39,6 +40,8 @@ use crate::smtp::proto::{
 
 /// Octets collected before one write to the original file.
 const WRITE_CHUNK: usize = 64 << 10;
+/// Replies buffered before they are written even though more commands are waiting.
+const OUT_FLUSH: usize = 16 << 10;
 /// Protocol errors tolerated in one session before it is closed.
 const MAX_ERRORS: u32 = 20;
 
@@ -54,6 +57,8 @@ struct Helo {
 struct Transaction {
     sender: String,
     recipients: Vec<String>,
+    /// [`mailbox_key`] of every recipient, to accept duplicates without listing them twice.
+    seen: HashSet<String>,
     smtputf8: bool,
     body: Option<BodyType>,
 }
@@ -225,6 +230,11 @@ where
                 };
                 if let Flow::Close = flow {
                     return Ok(());
+                }
+                if self.out.len() >= OUT_FLUSH {
+                    // A client that pipelines without reading must not make us buffer its
+                    // replies without bound; the write times out if it never reads.
+                    self.flush().await?;
                 }
                 if self.errors >= MAX_ERRORS {
                     self.reply(Reply::new(
@@ -454,6 +464,7 @@ where
         self.state = State::Mail(Box::new(Transaction {
             sender: from,
             recipients: Vec::new(),
+            seen: HashSet::new(),
             smtputf8,
             body,
         }));
@@ -472,12 +483,13 @@ where
         if !allowed {
             return Reply::new(550, Enhanced(5, 7, 1), "relaying denied");
         }
-        if tx.recipients.iter().any(|r| same_mailbox(r, &to)) {
+        if tx.seen.contains(&mailbox_key(&to)) {
             return Reply::new(250, Enhanced(2, 1, 5), "Ok (duplicate recipient)");
         }
         if tx.recipients.len() >= max {
             return Reply::new(452, Enhanced(4, 5, 3), "too many recipients");
         }
+        tx.seen.insert(mailbox_key(&to));
         tx.recipients.push(to);
         Reply::new(250, Enhanced(2, 1, 5), "Ok")
     }
@@ -954,11 +966,11 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     format!("sanitiser panicked: {msg}")
 }
 
-/// Same mailbox: local part exact, domain case-insensitive.
-fn same_mailbox(a: &str, b: &str) -> bool {
-    match (a.rsplit_once('@'), b.rsplit_once('@')) {
-        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
-        _ => a == b,
+/// Identifies a mailbox: local part exact, domain case-insensitive.
+fn mailbox_key(addr: &str) -> String {
+    match addr.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => addr.to_string(),
     }
 }
 

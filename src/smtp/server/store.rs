@@ -109,12 +109,7 @@ impl Sanitize for Pipeline {
         reason: &str,
         output: &Path,
     ) -> Result<Report, SanitizeError> {
-        // `pipeline::notice_only` is not written yet: fail closed (the session answers 451 and
-        // keeps nothing) rather than deliver something unverified.
-        let _ = (original, ctx, reason, output, &self.cfg);
-        Err(SanitizeError::Internal(
-            "notice-only messages are not available yet".into(),
-        ))
+        pipeline::notice_only(original, &self.cfg, ctx, reason, output)
     }
 }
 
