@@ -446,6 +446,11 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
             }
             let t = trial(Kind::Rs(e), sample, last);
             if !t.clean() {
+                if !has_8bit(sample) {
+                    // Broken 7-bit text (an escape sequence we cannot decode, say): no 8-bit
+                    // charset reads it better, and "UTF-8" would show the raw escapes.
+                    return Choice::rs(e, false);
+                }
                 if is_utf8(sample, last) {
                     return Choice::rs(encoding_rs::UTF_8, true);
                 }
@@ -617,13 +622,15 @@ fn rs_decode(
 }
 
 /// Byte filter in front of the ISO-2022-JP decoder: SO/SI (CP50222 half-width katakana) become
-/// ESC `(` `I` / ESC `(` `B`, and an escape sequence directly followed by another one is
-/// dropped (WHATWG reports that as an error; joined encoded words produce it constantly).
+/// ESC `(` `I` / ESC `(` `B`; the long form ESC `$` `(` `B` and the JIS X 0213 designations
+/// ESC `$` `(` `O`/`Q` (ISO-2022-JP-3/2004, whose common characters are JIS X 0208's) become
+/// ESC `$` `B`; and an escape sequence directly followed by another one is dropped (WHATWG
+/// reports that as an error; joined encoded words produce it constantly).
 #[derive(Debug, Default)]
 struct Iso2022Filter {
     /// A complete escape sequence not yet written.
     held: Option<[u8; 3]>,
-    /// A partial escape sequence (starting with ESC), at most 3 bytes.
+    /// A partial escape sequence (starting with ESC), at most 4 bytes.
     pending: Vec<u8>,
 }
 
@@ -639,14 +646,17 @@ impl Iso2022Filter {
         for &b in src {
             if !self.pending.is_empty() {
                 self.pending.push(b);
-                match self.pending.as_slice() {
-                    [0x1B, b'(', b'B' | b'J' | b'I'] | [0x1B, b'$', b'@' | b'B'] => {
-                        let mut seq = [0u8; 3];
-                        seq.copy_from_slice(&self.pending);
-                        self.held = Some(seq);
+                match *self.pending.as_slice() {
+                    [0x1B, b @ b'(', f @ (b'B' | b'J' | b'I')]
+                    | [0x1B, b @ b'$', f @ (b'@' | b'B')] => {
+                        self.held = Some([0x1B, b, f]);
                         self.pending.clear();
                     }
-                    [0x1B] | [0x1B, b'(' | b'$'] => {}
+                    [0x1B, b'$', b'(', b'B' | b'O' | b'Q'] => {
+                        self.held = Some([0x1B, b'$', b'B']);
+                        self.pending.clear();
+                    }
+                    [0x1B] | [0x1B, b'(' | b'$'] | [0x1B, b'$', b'('] => {}
                     _ => {
                         // Not an escape sequence we handle: pass it on for the decoder to judge.
                         self.flush_held(out);
@@ -874,6 +884,9 @@ mod tests {
             "あい"
         );
         assert_eq!(clean("iso-2022-jp", b"\x1b$B\x1b(Bx"), "x");
+        // Long-form and JIS X 0213 designations read as JIS X 0208.
+        assert_eq!(clean("iso-2022-jp", b"\x1b$(BF|\x1b(B"), "日");
+        assert_eq!(clean("iso-2022-jp-3", b"\x1b$(QF|K\\\x1b(B"), "日本");
     }
 
     #[test]
@@ -1047,6 +1060,20 @@ mod tests {
     }
 
     #[test]
+    fn broken_7bit_keeps_the_label() {
+        // JIS X 0212 (ESC $ ( D, ISO-2022-JP-1) is not decodable: errors, but still ISO-2022-JP
+        // for the rest of the text, never UTF-8 with raw escapes.
+        let d = decode(
+            Some("iso-2022-jp-1"),
+            b"\x1b$BF|\x1b(B \x1b$(D\x30\x21\x1b(B x",
+        );
+        assert_eq!(d.charset, "ISO-2022-JP");
+        assert!(d.had_errors && !d.detected);
+        assert!(d.text.starts_with("日 "), "{}", d.text);
+        assert!(!d.text.contains('\u{1b}'));
+    }
+
+    #[test]
     fn bom_wins() {
         let mut b = b"\xef\xbb\xbf".to_vec();
         b.extend_from_slice(JA.as_bytes());
@@ -1095,6 +1122,10 @@ mod tests {
                 b"\x1b$B=;L1I<\x1b(B\x1b$B-!\x1b(I1\x1b(B x\x0e3\x0f".to_vec(),
             ),
             (Some("us-ascii"), b"\x1b$B=;L1I<\x1b(B".to_vec()),
+            (
+                Some("iso-2022-jp"),
+                b"\x1b$(QF|\x1b$(D\x1b$(BK\\\x1b(B".to_vec(),
+            ),
             (Some("utf-7"), b"a+ZeVnLIqe-b+2D3eAA-+-c".to_vec()),
             (Some("utf-16"), b"\xff\xfe\xe5\x65\x2c\x67".to_vec()),
             (Some("utf-8"), b"ab\xe6\x97\xa5\xff\xe6\x97".to_vec()),

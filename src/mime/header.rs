@@ -388,13 +388,27 @@ fn clean_text(s: &str) -> String {
 /// separator (Outlook), garbage (skipped). Every `addr` is a plain addr-spec without white
 /// space, control characters, `<` or `>`; at most [`MAX_ADDRESSES`] are returned.
 pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
+    // Raw legacy text (Shift_JIS, EUC-JP, ISO-2022-JP) must become UTF-8 before tokenising:
+    // its multi-byte characters contain `@`, `\\`, `[`, `]` (Shift_JIS trail bytes) or any
+    // ASCII at all (ISO-2022-JP), which would split names and forge addresses. UTF-8 never
+    // has ASCII bytes inside a character.
+    // An address is only kept as written: non-ASCII addresses out of such text would be a
+    // guess, so they are dropped.
+    let transcoded;
+    let legacy = raw.contains(&0x1B) || (!raw.is_ascii() && std::str::from_utf8(raw).is_err());
+    let raw = if legacy {
+        transcoded = charset::decode(None, raw).text;
+        transcoded.as_bytes()
+    } else {
+        raw
+    };
     let mut out = Vec::new();
     let mut cur = Mailbox::default();
     let mut i = 0;
     let mut space = false;
     while let Some(&b) = raw.get(i) {
         if out.len() >= MAX_ADDRESSES {
-            return out;
+            break;
         }
         match b {
             b' ' | b'\t' | b'\r' | b'\n' => {
@@ -470,6 +484,9 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
     }
     cur.finish(&mut out);
     out.truncate(MAX_ADDRESSES);
+    if legacy {
+        out.retain(|a| a.addr.is_ascii());
+    }
     out
 }
 
@@ -703,11 +720,12 @@ fn clean_addr(raw: &[u8]) -> Option<String> {
 
 /// `local@domain`: a dot-atom-ish local part (consecutive and trailing dots allowed: Japanese
 /// mobile carriers issued such addresses) or a quoted string without spaces; a domain of
-/// labels or a literal. Non-ASCII (SMTPUTF8) allowed; controls, white space, `<` `>` never.
+/// labels or a literal. Non-ASCII (SMTPUTF8) allowed; controls, white space, `<` `>` and the
+/// replacement character (an undecodable byte) never.
 fn valid_addr_spec(s: &str) -> bool {
-    if s.chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
-    {
+    if s.chars().any(|c| {
+        c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '\u{FFFD}' | '\u{FEFF}')
+    }) {
         return false;
     }
     let Some((local, domain)) = s.rsplit_once('@') else {
@@ -1097,6 +1115,35 @@ mod tests {
     }
 
     #[test]
+    fn raw_legacy_display_names() {
+        // 表 is 95 5C and ソ is 83 5C in Shift_JIS; 能 is 94 5C; @ (40) is a trail byte too.
+        for name in ["表示ソフト能力", "山田＠役所"] {
+            let mut v = enc(encoding_rs::SHIFT_JIS, name);
+            v.extend_from_slice(b" <a@x.example>");
+            assert_eq!(
+                parse_addresses(&v),
+                vec![addr(Some(name), "a@x.example")],
+                "{name}"
+            );
+            let mut v = b"\"".to_vec();
+            v.extend_from_slice(&enc(encoding_rs::EUC_JP, name));
+            v.extend_from_slice(b"\" <a@x.example>");
+            assert_eq!(
+                parse_addresses(&v),
+                vec![addr(Some(name), "a@x.example")],
+                "{name}"
+            );
+        }
+        // ISO-2022-JP raw: its bytes are ASCII, `<` and `,` included (市 is 3B 54, 、 is 21 22).
+        let mut v = enc(encoding_rs::ISO_2022_JP, "市役所、総務課");
+        v.extend_from_slice(b" <soumu@city.example.lg.jp>");
+        assert_eq!(
+            parse_addresses(&v),
+            vec![addr(Some("市役所、総務課"), "soumu@city.example.lg.jp")]
+        );
+    }
+
+    #[test]
     fn groups() {
         assert_eq!(pa("undisclosed-recipients:;"), vec![]);
         assert_eq!(pa("Team: ;"), vec![]);
@@ -1138,7 +1185,7 @@ mod tests {
             let got = pa(bad);
             assert!(got.is_empty(), "{bad:?} gave {got:?}");
         }
-        let got = parse_addresses(b"<a@x.example> <b@y.example> \xff\xfe <\xff@x>");
+        let got = parse_addresses(b"<a@x.example> <b@y.example>, \xff\xfe <\xff@x>");
         assert_eq!(got, vec![addr(None, "a@x.example")]);
     }
 
