@@ -16,10 +16,13 @@ pub mod buffer;
 pub mod html;
 pub mod links;
 pub mod notice;
+pub mod policy;
+mod sink;
 pub mod sniff;
 pub mod text;
 
 pub use buffer::TextBuffer;
+pub use sink::{SanitiseError, Sanitiser};
 
 use serde::Serialize;
 

@@ -305,7 +305,8 @@ pub fn safe_name(s: &str) -> String {
     safe_name_len(s, MAX_NAME_CHARS)
 }
 
-fn safe_name_len(s: &str, max: usize) -> String {
+/// [`safe_name`] with a different length cap.
+pub fn safe_name_len(s: &str, max: usize) -> String {
     let mut out = String::new();
     let mut n = 0usize;
     let mut space = false;

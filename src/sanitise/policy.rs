@@ -1,0 +1,355 @@
+//! The per-part decision: what becomes of each part of a message.
+//!
+//! This is the extension point for attachment disarm. [`plan_part`] looks at a part's headers
+//! and its position (body or not) when it starts and returns a [`PartPlan`]; for attachments
+//! the decision is completed by [`attachment_plan`] once the content has been sniffed (type by
+//! content, never by name or declared type), giving an [`AttachmentPlan`]. Today every
+//! attachment plan is [`AttachmentPlan::Remove`] with a reason naming the policy key of
+//! `[sanitize.attachments]` that applied ("pdf: disarm is not available yet, removed",
+//! "other = remove"); the CDR converters will add `Disarm`, `Reencode`, `Keep`... variants
+//! here and the sanitiser will call them, without touching how parts are classified.
+//!
+//! Body text: text/plain and text/html in body position (the top level, a multipart/mixed
+//! or alternative in body position, the root of multipart/related, the signed content of
+//! multipart/signed, a forwarded message's body), unless they are marked as attachments
+//! (`Content-Disposition: attachment`, or a file name without `inline`). Everything else is an
+//! attachment, including text/plain with a file name, text/calendar and text/csv.
+
+use crate::config::{AttachmentAction, AttachmentPolicy};
+use crate::mime::{Encoding, Part};
+
+use super::sniff::{Category, Detected};
+use super::ActionKind;
+
+/// The kind of body text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Plain,
+    Html,
+}
+
+/// The kind of container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    /// multipart/mixed and every multipart subtype without a meaning of its own.
+    Mixed,
+    Alternative,
+    Related,
+    Signed,
+    Encrypted,
+    /// message/rfc822 or message/global: a forwarded message.
+    Message,
+}
+
+/// What to do with a part, decided when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartPlan {
+    BodyText(TextKind),
+    Container(ContainerKind),
+    /// A detached signature: dropped, reported as `SignatureRemoved`.
+    Signature,
+    /// Encrypted content: dropped, reported as `EncryptedRemoved`.
+    Encrypted,
+    /// An attachment: sniffed, then [`attachment_plan`].
+    Attachment,
+    /// Removed with a reason (`PartRemoved`).
+    Remove(String),
+}
+
+/// What to do with an attachment once its type is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentPlan {
+    /// Remove it; `kind` is the action to report, `reason` names the policy.
+    Remove { kind: ActionKind, reason: String },
+}
+
+/// Decides a part from its headers. `body_position` says whether text here would be body
+/// text (see the module documentation).
+pub fn plan_part(part: &Part, body_position: bool) -> PartPlan {
+    let ct = &part.content_type;
+    let t = ct.mime_type.as_str();
+    if ct.is_multipart() {
+        return PartPlan::Container(match ct.sub_type() {
+            "alternative" => ContainerKind::Alternative,
+            "related" => ContainerKind::Related,
+            "signed" => ContainerKind::Signed,
+            "encrypted" => ContainerKind::Encrypted,
+            _ => ContainerKind::Mixed,
+        });
+    }
+    if ct.is_message() {
+        return PartPlan::Container(ContainerKind::Message);
+    }
+    match t {
+        "application/pkcs7-signature"
+        | "application/x-pkcs7-signature"
+        | "application/pgp-signature" => return PartPlan::Signature,
+        "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
+            let st = ct.param("smime-type").unwrap_or("").to_ascii_lowercase();
+            return match st.as_str() {
+                "signed-data" => PartPlan::Remove("S/MIME signed-data cannot be inspected".into()),
+                "certs-only" => PartPlan::Signature,
+                _ => PartPlan::Encrypted,
+            };
+        }
+        "application/pgp-encrypted" => return PartPlan::Encrypted,
+        _ => {}
+    }
+    let text = match t {
+        "text/plain" => Some(TextKind::Plain),
+        "text/html" => Some(TextKind::Html),
+        _ => None,
+    };
+    if let (Some(kind), true) = (text, body_position) {
+        let disp = part.disposition.as_deref();
+        let inline = disp == Some("inline");
+        let attachment = disp == Some("attachment") || (part.filename.is_some() && !inline);
+        if !attachment {
+            if part.encoding == Encoding::Unknown {
+                return PartPlan::Remove("unknown transfer encoding".into());
+            }
+            return PartPlan::BodyText(kind);
+        }
+    }
+    PartPlan::Attachment
+}
+
+/// The policy key of `[sanitize.attachments]` for a category (`None`: no key, always removed).
+pub fn policy_key(c: Category) -> Option<&'static str> {
+    match c {
+        Category::Image => Some("image"),
+        Category::Pdf => Some("pdf"),
+        Category::Office => Some("office"),
+        Category::Archive => Some("archive"),
+        Category::EncryptedArchive => Some("encrypted_archive"),
+        Category::Html | Category::Other => Some("other"),
+        Category::Executable | Category::Script | Category::Encrypted => None,
+    }
+}
+
+/// The category a declared media type promises, for reporting mismatches.
+fn declared_category(declared: &str) -> Option<Category> {
+    let d = declared.to_ascii_lowercase();
+    if d.starts_with("image/") && d != "image/svg+xml" {
+        return Some(Category::Image);
+    }
+    match d.as_str() {
+        "application/pdf" => Some(Category::Pdf),
+        "application/zip"
+        | "application/x-zip-compressed"
+        | "application/gzip"
+        | "application/x-gzip"
+        | "application/x-7z-compressed"
+        | "application/vnd.rar"
+        | "application/x-rar-compressed"
+        | "application/x-lzh-compressed" => Some(Category::Archive),
+        "text/html" => Some(Category::Html),
+        "application/msword"
+        | "application/vnd.ms-excel"
+        | "application/vnd.ms-powerpoint"
+        | "application/rtf" => Some(Category::Office),
+        _ if d.starts_with("application/vnd.openxmlformats-officedocument.")
+            || d.starts_with("application/vnd.ms-") =>
+        {
+            Some(Category::Office)
+        }
+        _ if d.starts_with("text/") => None,
+        _ => None,
+    }
+}
+
+/// Completes the decision for an attachment from its sniffed type.
+pub fn attachment_plan(
+    cfg: &AttachmentPolicy,
+    detected: Option<Detected>,
+    declared: &str,
+) -> AttachmentPlan {
+    let category = detected.map_or(Category::Other, |d| d.category);
+    let mut reason = match policy_key(category) {
+        None if category == Category::Encrypted => {
+            return AttachmentPlan::Remove {
+                kind: ActionKind::EncryptedRemoved,
+                reason: "encrypted content cannot be inspected".into(),
+            };
+        }
+        None => "executable or script: always removed".to_string(),
+        Some(key) => {
+            let action = match category {
+                Category::Image => cfg.image,
+                Category::Pdf => cfg.pdf,
+                Category::Office => cfg.office,
+                Category::Archive => cfg.archive,
+                Category::EncryptedArchive => cfg.encrypted_archive,
+                _ => cfg.other,
+            };
+            if action == AttachmentAction::Remove {
+                format!("{key} = remove")
+            } else {
+                format!("{key}: {} is not available yet, removed", action.as_str())
+            }
+        }
+    };
+    let expected = declared_category(declared);
+    let mismatch = match (expected, detected) {
+        (Some(Category::Archive), Some(d)) => {
+            !matches!(d.category, Category::Archive | Category::EncryptedArchive)
+        }
+        (Some(e), Some(d)) => e != d.category,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if mismatch {
+        let found = detected.map_or("unrecognised", |d| d.name);
+        reason.push_str(&format!("; declared {declared} but content is {found}"));
+    }
+    AttachmentPlan::Remove {
+        kind: ActionKind::AttachmentRemoved,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mime::{ContentType, Flags};
+    use crate::sanitise::sniff::sniff;
+
+    fn part(t: &str, disp: Option<&str>, filename: Option<&str>) -> Part {
+        Part {
+            index: 1,
+            parent: Some(0),
+            depth: 1,
+            headers: Vec::new(),
+            content_type: ContentType {
+                mime_type: t.into(),
+                params: Vec::new(),
+            },
+            encoding: Encoding::SevenBit,
+            disposition: disp.map(String::from),
+            filename: filename.map(String::from),
+            content_id: None,
+            flags: Flags::empty(),
+        }
+    }
+
+    #[test]
+    fn body_text_versus_attachment() {
+        use PartPlan::*;
+        assert_eq!(
+            plan_part(&part("text/plain", None, None), true),
+            BodyText(TextKind::Plain)
+        );
+        assert_eq!(
+            plan_part(&part("text/html", None, None), true),
+            BodyText(TextKind::Html)
+        );
+        assert_eq!(
+            plan_part(&part("text/plain", Some("inline"), Some("a.txt")), true),
+            BodyText(TextKind::Plain)
+        );
+        assert_eq!(
+            plan_part(&part("text/plain", None, Some("a.txt")), true),
+            Attachment
+        );
+        assert_eq!(
+            plan_part(&part("text/plain", Some("attachment"), None), true),
+            Attachment
+        );
+        assert_eq!(
+            plan_part(&part("text/plain", None, None), false),
+            Attachment
+        );
+        assert_eq!(
+            plan_part(&part("text/calendar", None, None), true),
+            Attachment
+        );
+        assert_eq!(
+            plan_part(&part("image/png", Some("inline"), None), true),
+            Attachment
+        );
+        let mut unknown = part("text/plain", None, None);
+        unknown.encoding = Encoding::Unknown;
+        assert!(matches!(plan_part(&unknown, true), Remove(_)));
+    }
+
+    #[test]
+    fn containers_signatures_and_encryption() {
+        use PartPlan::*;
+        let k = |t: &str| plan_part(&part(t, None, None), true);
+        assert_eq!(
+            k("multipart/alternative"),
+            Container(ContainerKind::Alternative)
+        );
+        assert_eq!(k("multipart/related"), Container(ContainerKind::Related));
+        assert_eq!(k("multipart/signed"), Container(ContainerKind::Signed));
+        assert_eq!(
+            k("multipart/encrypted"),
+            Container(ContainerKind::Encrypted)
+        );
+        assert_eq!(k("multipart/report"), Container(ContainerKind::Mixed));
+        assert_eq!(k("message/rfc822"), Container(ContainerKind::Message));
+        assert_eq!(k("message/global"), Container(ContainerKind::Message));
+        assert_eq!(k("application/pkcs7-signature"), Signature);
+        assert_eq!(k("application/pgp-signature"), Signature);
+        assert_eq!(k("application/pkcs7-mime"), Encrypted);
+        assert_eq!(k("application/pgp-encrypted"), Encrypted);
+        let mut sd = part("application/pkcs7-mime", None, None);
+        sd.content_type
+            .params
+            .push(("smime-type".into(), "signed-data".into()));
+        assert!(matches!(plan_part(&sd, true), Remove(_)));
+    }
+
+    fn reason(cfg: &AttachmentPolicy, data: &[u8], declared: &str) -> (ActionKind, String) {
+        let AttachmentPlan::Remove { kind, reason } = attachment_plan(cfg, sniff(data), declared);
+        (kind, reason)
+    }
+
+    #[test]
+    fn reasons_name_the_policy_key() {
+        let cfg = AttachmentPolicy::default();
+        assert_eq!(
+            reason(&cfg, b"%PDF-1.7", "application/pdf").1,
+            "pdf: disarm is not available yet, removed"
+        );
+        assert_eq!(
+            reason(&cfg, b"\x89PNG\r\n\x1a\n", "image/png").1,
+            "image: reencode is not available yet, removed"
+        );
+        assert_eq!(
+            reason(&cfg, b"PK\x03\x04\x14\x00\x00\x00", "application/zip").1,
+            "archive: inspect is not available yet, removed"
+        );
+        assert_eq!(
+            reason(&cfg, b"PK\x03\x04\x14\x00\x01\x00", "application/zip").1,
+            "encrypted_archive: quarantine is not available yet, removed"
+        );
+        assert_eq!(reason(&cfg, b"hello", "text/csv").1, "other = remove");
+        assert_eq!(
+            reason(&cfg, b"MZ\x90\x00", "application/pdf").1,
+            "executable or script: always removed; declared application/pdf but content is pe-executable"
+        );
+        assert_eq!(
+            reason(&cfg, b"PK\x03\x04\x14\x00\x00\x00", "text/plain").1,
+            "archive: inspect is not available yet, removed"
+        );
+        assert_eq!(
+            reason(&cfg, b"not a pdf", "application/pdf").1,
+            "other = remove; declared application/pdf but content is unrecognised"
+        );
+        let (kind, _) = reason(
+            &cfg,
+            b"-----BEGIN PGP MESSAGE-----",
+            "application/octet-stream",
+        );
+        assert_eq!(kind, ActionKind::EncryptedRemoved);
+        let strict = AttachmentPolicy {
+            pdf: AttachmentAction::Remove,
+            ..AttachmentPolicy::default()
+        };
+        assert_eq!(
+            reason(&strict, b"%PDF-1.7", "application/pdf").1,
+            "pdf = remove"
+        );
+    }
+}

@@ -1,0 +1,1088 @@
+//! The [`Sanitiser`]: the parser's [`Sink`], turning part events into a [`CleanModel`].
+//!
+//! It keeps a stack of frames, one per open part. When a part starts, its position (body or
+//! not, inside an alternative, the root of a related, the signed content, the entity of a
+//! forwarded message...) and its headers give a [`PartPlan`]; body chunks go to the frame's
+//! handler (text normaliser, HTML buffer or stream, attachment sniffer, or nothing); when the
+//! part ends, the frame hands its text and its actions to the parent. Every text part writes
+//! into its own [`TextBuffer`], so a part found to be binary at its end (a zip hiding behind
+//! `text/plain`) is discarded whole, and the candidates of a multipart/alternative are kept
+//! apart until the alternative ends and one of them is chosen.
+//!
+//! Nothing here panics on input and every buffer is bounded (text spills to a file; HTML is
+//! buffered up to `sanitize.max_html_size`, then stripped as a stream; a sniffing sample is a
+//! few KiB). The only error is I/O on the spill file, reported by [`Sanitiser::finish`].
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{AttachmentPolicy, Language, LinkPolicy, SanitizeConfig};
+use crate::mime::charset::{self, DecodeInfo, TextDecoder};
+use crate::mime::header::{self, Address};
+use crate::mime::{Flags, Part, PartEnd, Sink, Summary};
+
+use super::html::{self, Method, Stripper};
+use super::policy::{self, AttachmentPlan, ContainerKind, PartPlan, TextKind};
+use super::sniff::{self, MagicScanner};
+use super::text::{Normaliser, TextStats};
+use super::{links, notice, Action, ActionKind, CleanModel, TextBuffer, TopHeaders};
+
+/// Octets of a text part looked at to decide whether it is text at all.
+const TEXT_SAMPLE: usize = 4096;
+/// Smallest in-memory budget of a nested part's buffer.
+const MIN_MEM: usize = 64 * 1024;
+/// Parser flags that are not worth a line in the notice (common and harmless, or reported
+/// by another action).
+const BENIGN: Flags = Flags(
+    Flags::BARE_LF.0
+        | Flags::BARE_CR.0
+        | Flags::EIGHT_BIT_HEADER.0
+        | Flags::NUL.0
+        | Flags::LINE_TOO_LONG.0,
+);
+
+/// Why sanitising failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SanitiseError {
+    /// Reading or writing the spill file of a text buffer failed.
+    #[error("I/O error on the text spill file: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    links: LinkPolicy,
+    lang: Language,
+    max_html: usize,
+    html_timeout: Duration,
+    mem_limit: usize,
+    temp_dir: Option<PathBuf>,
+    attachments: AttachmentPolicy,
+}
+
+impl Settings {
+    /// Nested parts get smaller in-memory budgets so that the total stays near `mem_limit`
+    /// however deep the nesting.
+    fn buffer(&self, depth: usize) -> TextBuffer {
+        let limit = (self.mem_limit >> depth.min(8)).max(MIN_MEM.min(self.mem_limit));
+        TextBuffer::new(limit, self.temp_dir.clone())
+    }
+}
+
+/// The parser sink that sanitises. Create one per message.
+#[derive(Debug)]
+pub struct Sanitiser {
+    set: Settings,
+    headers: TopHeaders,
+    stack: Vec<Frame>,
+    root: Option<Produced>,
+    error: Option<io::Error>,
+    /// Flags of text parts that showed MIME structure inside them.
+    embedded_mime: bool,
+}
+
+/// Text written by a part.
+#[derive(Debug)]
+struct TextOut {
+    buf: TextBuffer,
+    nonblank: bool,
+    html: bool,
+}
+
+/// What a finished part hands to its parent.
+#[derive(Debug)]
+struct Produced {
+    declared: String,
+    text: Option<TextOut>,
+    actions: Vec<Action>,
+}
+
+#[derive(Debug)]
+struct Frame {
+    index: usize,
+    depth: usize,
+    declared: String,
+    name: Option<String>,
+    /// A later alternative dropped unread because a plain text one was already found.
+    discard: bool,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Container(Box<Container>),
+    Text(Box<TextLeaf>),
+    Html(Box<HtmlLeaf>),
+    Attachment(AttachLeaf),
+    Skip(Option<Action>),
+}
+
+#[derive(Debug)]
+struct Container {
+    kind: ContainerKind,
+    /// Children are dropped without a word (inside an encrypted or discarded part).
+    silent: bool,
+    /// Whether text children are body text.
+    body: bool,
+    out: TextOut,
+    need_sep: bool,
+    actions: Vec<Action>,
+    children: usize,
+    /// multipart/alternative: every child, in order.
+    candidates: Vec<Produced>,
+    /// multipart/alternative: types dropped unread.
+    discarded: Vec<String>,
+    /// multipart/related: the `start` parameter (root Content-ID).
+    start: Option<String>,
+    /// message/rfc822: the forwarded message's subject.
+    subject: Option<String>,
+}
+
+/// Decides whether a part declared as text really is text.
+#[derive(Debug, Default)]
+struct BinaryCheck {
+    sample: Vec<u8>,
+    decided: bool,
+    binary: bool,
+    scanner: MagicScanner,
+    utf16: bool,
+}
+
+impl BinaryCheck {
+    fn new(label: Option<&str>) -> BinaryCheck {
+        BinaryCheck {
+            utf16: label.is_some_and(|l| l.to_ascii_lowercase().starts_with("utf-16")),
+            ..BinaryCheck::default()
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        self.scanner.feed(data);
+        if !self.decided {
+            let take = data.len().min(TEXT_SAMPLE - self.sample.len());
+            self.sample.extend_from_slice(&data[..take]);
+            if self.sample.len() >= TEXT_SAMPLE {
+                self.decide();
+            }
+        }
+    }
+
+    fn decide(&mut self) {
+        if !self.decided {
+            self.decided = true;
+            self.binary = sniff::looks_binary(&self.sample, self.utf16);
+        }
+    }
+
+    fn is_binary(&self) -> bool {
+        self.binary || self.scanner.found().is_some()
+    }
+
+    /// The type found: by the magic at the start, else the signature found inside.
+    fn detected(&self) -> Option<sniff::Detected> {
+        sniff::sniff(&self.sample).or_else(|| {
+            self.scanner.found().map(|name| sniff::Detected {
+                name,
+                category: sniff::Category::Other,
+            })
+        })
+    }
+}
+
+#[derive(Debug)]
+struct TextLeaf {
+    check: BinaryCheck,
+    decoder: TextDecoder,
+    norm: Normaliser,
+    buf: TextBuffer,
+    piece: String,
+    label: Option<String>,
+}
+
+#[derive(Debug)]
+struct HtmlLeaf {
+    check: BinaryCheck,
+    raw: Vec<u8>,
+    label: Option<String>,
+    stream: Option<HtmlStream>,
+}
+
+/// An HTML body too large for the converter, stripped as it arrives.
+#[derive(Debug)]
+struct HtmlStream {
+    decoder: TextDecoder,
+    stripper: Stripper,
+    norm: Normaliser,
+    buf: TextBuffer,
+    piece: String,
+    text: String,
+}
+
+#[derive(Debug, Default)]
+struct AttachLeaf {
+    sample: Vec<u8>,
+}
+
+impl Sanitiser {
+    /// A sanitiser for one message. `temp_dir` is where large text spills (default: the
+    /// system temporary directory).
+    pub fn new(cfg: &SanitizeConfig, temp_dir: Option<PathBuf>) -> Sanitiser {
+        Sanitiser {
+            set: Settings {
+                links: cfg.links,
+                lang: cfg.notice_language,
+                max_html: cfg.max_html_size.as_usize(),
+                html_timeout: cfg.html_timeout.0,
+                mem_limit: cfg.memory_buffer.as_usize().max(1024),
+                temp_dir: temp_dir.or_else(|| cfg.temp_dir.clone()),
+                attachments: cfg.attachments.clone(),
+            },
+            headers: TopHeaders::default(),
+            stack: Vec::new(),
+            root: None,
+            error: None,
+            embedded_mime: false,
+        }
+    }
+
+    /// Ends the message and returns the model for rebuild.
+    pub fn finish(mut self, summary: Summary) -> Result<CleanModel, SanitiseError> {
+        // The parser closes every part; be safe if it did not.
+        while let Some(top) = self.stack.last() {
+            let index = top.index;
+            self.part_end(&PartEnd {
+                index,
+                ..PartEnd::default()
+            });
+        }
+        if let Some(e) = self.error.take() {
+            return Err(SanitiseError::Io(e));
+        }
+        let root = self.root.take();
+        let (text, mut actions) = match root {
+            Some(p) => (p.text.map(|t| t.buf), p.actions),
+            None => (None, Vec::new()),
+        };
+        let shown = Flags(summary.flags.0 & !BENIGN.0);
+        if !shown.is_empty() {
+            actions.push(Action {
+                part: 0,
+                kind: ActionKind::StructureRepaired,
+                name: None,
+                declared_type: String::new(),
+                detected_type: None,
+                reason: shown.names().join(", "),
+                bytes_before: 0,
+                bytes_after: 0,
+            });
+        }
+        Ok(CleanModel {
+            headers: self.headers,
+            text: text.unwrap_or_else(|| self.set.buffer(0)),
+            attachments: Vec::new(),
+            actions,
+            parse: summary,
+        })
+    }
+
+    fn io<T>(&mut self, r: io::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+                None
+            }
+        }
+    }
+
+    /// How the parent treats a new child.
+    fn child_mode(&self, part: &Part) -> Mode {
+        let Some(parent) = self.stack.last() else {
+            return Mode::Normal { body: true };
+        };
+        let Kind::Container(c) = &parent.kind else {
+            return Mode::Silent;
+        };
+        if c.silent {
+            return Mode::Silent;
+        }
+        match c.kind {
+            ContainerKind::Mixed | ContainerKind::Message => Mode::Normal { body: c.body },
+            ContainerKind::Alternative => {
+                let have_plain = c
+                    .candidates
+                    .iter()
+                    .any(|p| p.text.as_ref().is_some_and(|t| t.nonblank && !t.html));
+                if have_plain {
+                    Mode::Discard
+                } else {
+                    Mode::Normal { body: c.body }
+                }
+            }
+            ContainerKind::Related => {
+                let root = match (&c.start, &part.content_id) {
+                    (Some(s), Some(id)) => s == id,
+                    (Some(_), None) => false,
+                    (None, _) => c.children == 0,
+                };
+                Mode::Normal {
+                    body: c.body && root,
+                }
+            }
+            ContainerKind::Signed => Mode::Normal {
+                body: c.body && c.children == 0,
+            },
+            ContainerKind::Encrypted => Mode::Silent,
+        }
+    }
+
+    fn new_container(
+        &self,
+        kind: ContainerKind,
+        part: &Part,
+        silent: bool,
+        body: bool,
+    ) -> Container {
+        let start = part.content_type.param("start").map(|s| {
+            s.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        });
+        Container {
+            kind,
+            silent,
+            body,
+            out: TextOut {
+                buf: self.set.buffer(part.depth),
+                nonblank: false,
+                html: false,
+            },
+            need_sep: false,
+            actions: Vec::new(),
+            children: 0,
+            candidates: Vec::new(),
+            discarded: Vec::new(),
+            start,
+            subject: None,
+        }
+    }
+
+    /// The header block of a forwarded message, written into its message/rfc822 frame.
+    fn forwarded_header(&mut self, part: &Part) {
+        let get = |name: &str| part.header(name).map(|h| h.value.as_slice());
+        let subject = get("Subject").map(header::decode_text);
+        let mut block =
+            String::from("---------- 転送されたメッセージ / Forwarded message ----------\n");
+        let fields: [(&str, Option<String>); 5] = [
+            (
+                "From",
+                get("From").map(|v| fmt_addrs(&header::parse_addresses(v))),
+            ),
+            ("Date", get("Date").map(header::decode_text)),
+            ("Subject", subject.clone()),
+            (
+                "To",
+                get("To").map(|v| fmt_addrs(&header::parse_addresses(v))),
+            ),
+            (
+                "Cc",
+                get("Cc").map(|v| fmt_addrs(&header::parse_addresses(v))),
+            ),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                block.push_str(name);
+                block.push_str(": ");
+                block.push_str(&notice::safe_name_len(&v, 500));
+                block.push('\n');
+            }
+        }
+        block.push('\n');
+        let (links, lang) = (self.set.links, self.set.lang);
+        let Some(parent) = self.stack.last_mut() else {
+            return;
+        };
+        let Kind::Container(c) = &mut parent.kind else {
+            return;
+        };
+        c.subject = subject;
+        let mut norm = Normaliser::new(links, lang);
+        let r = (|| {
+            if c.need_sep {
+                c.out.buf.push_str("\n")?;
+            }
+            norm.push(&block, &mut c.out.buf)?;
+            norm.finish(&mut c.out.buf)
+        })();
+        c.need_sep = false;
+        if let Err(e) = r {
+            self.io::<()>(Err(e));
+        }
+    }
+
+    fn action(&self, frame: &Frame, kind: ActionKind, reason: String) -> Action {
+        Action {
+            part: frame.index,
+            kind,
+            name: frame.name.clone(),
+            declared_type: frame.declared.clone(),
+            detected_type: None,
+            reason,
+            bytes_before: 0,
+            bytes_after: 0,
+        }
+    }
+
+    /// Hands a finished part to its parent (or makes it the root).
+    fn deliver(&mut self, p: Produced, discard: bool) {
+        let Some(parent) = self.stack.last_mut() else {
+            self.root = Some(p);
+            return;
+        };
+        let Kind::Container(c) = &mut parent.kind else {
+            return;
+        };
+        if discard {
+            c.discarded.push(p.declared);
+            return;
+        }
+        if c.kind == ContainerKind::Alternative && !c.silent {
+            c.candidates.push(p);
+            return;
+        }
+        c.actions.extend(p.actions);
+        if let Some(t) = p.text {
+            let r = append_text(c, t);
+            self.io(r);
+        }
+    }
+
+    fn end_container(&mut self, frame: &Frame, mut c: Container, end: &PartEnd) -> Produced {
+        let mut p = Produced {
+            declared: frame.declared.clone(),
+            text: None,
+            actions: std::mem::take(&mut c.actions),
+        };
+        if c.silent {
+            return p;
+        }
+        match c.kind {
+            ContainerKind::Alternative => {
+                let cands = std::mem::take(&mut c.candidates);
+                let has_text = |x: &Produced| x.text.as_ref().is_some_and(|t| t.nonblank);
+                let chosen = cands
+                    .iter()
+                    .position(|x| has_text(x) && x.text.as_ref().is_some_and(|t| !t.html))
+                    .or_else(|| {
+                        cands
+                            .iter()
+                            .rposition(|x| has_text(x) && x.text.as_ref().is_some_and(|t| t.html))
+                    })
+                    .or_else(|| cands.iter().position(has_text));
+                let label = |x: &Produced| {
+                    if x.text.as_ref().is_some_and(|t| t.html) {
+                        "text/html".to_string()
+                    } else if x.declared.starts_with("multipart/")
+                        || x.declared.starts_with("message/")
+                    {
+                        x.declared.clone()
+                    } else {
+                        "text/plain".to_string()
+                    }
+                };
+                let text_cands = cands.iter().filter(|x| x.text.is_some()).count();
+                let mut reason = None;
+                if let Some(i) = chosen {
+                    if text_cands + c.discarded.len() >= 2 {
+                        let kept = label(&cands[i]);
+                        let mut dropped: Vec<String> = cands
+                            .iter()
+                            .enumerate()
+                            .filter(|(j, x)| *j != i && x.text.is_some())
+                            .map(|(_, x)| label(x))
+                            .collect();
+                        dropped.extend(c.discarded.iter().cloned());
+                        let plain_empty = kept == "text/html"
+                            && cands
+                                .iter()
+                                .any(|x| x.text.as_ref().is_some_and(|t| !t.html && !t.nonblank));
+                        reason = Some(if plain_empty {
+                            "kept text/html, text/plain was empty".to_string()
+                        } else {
+                            format!("kept {kept}, dropped {}", dropped.join(", "))
+                        });
+                    }
+                }
+                for (j, x) in cands.into_iter().enumerate() {
+                    if Some(j) == chosen {
+                        p.actions.extend(x.actions);
+                        p.text = x.text;
+                    } else {
+                        p.actions
+                            .extend(x.actions.into_iter().filter(|a| !is_text_action(a.kind)));
+                    }
+                }
+                if let Some(r) = reason {
+                    p.actions
+                        .push(self.action(frame, ActionKind::AlternativeReduced, r));
+                }
+            }
+            ContainerKind::Encrypted => {
+                let mut a = self.action(
+                    frame,
+                    ActionKind::EncryptedRemoved,
+                    "encrypted content cannot be inspected".into(),
+                );
+                a.bytes_before = end.raw_len;
+                p.actions.push(a);
+            }
+            ContainerKind::Message => {
+                let mut a = self.action(
+                    frame,
+                    ActionKind::ForwardedMessage,
+                    "forwarded message sanitised, its text kept".into(),
+                );
+                a.name = c.subject.as_deref().map(notice::safe_name).or(a.name);
+                a.bytes_before = end.raw_len;
+                a.bytes_after = c.out.buf.len();
+                p.actions.insert(0, a);
+                p.text = Some(c.out);
+            }
+            ContainerKind::Mixed | ContainerKind::Related | ContainerKind::Signed => {
+                p.text = Some(c.out);
+            }
+        }
+        p
+    }
+
+    /// Text that turned out to be binary: removed as an attachment.
+    fn binary_text(&self, frame: &Frame, check: &BinaryCheck, bytes: u64) -> Produced {
+        let detected = check.detected();
+        let AttachmentPlan::Remove { kind, reason } =
+            policy::attachment_plan(&self.set.attachments, detected, "application/octet-stream");
+        let found = detected.map_or("binary", |d| d.name);
+        let mut a = self.action(
+            frame,
+            kind,
+            format!(
+                "{reason}; declared {} but content is {found}",
+                frame.declared
+            ),
+        );
+        a.detected_type = Some(found.to_string());
+        a.bytes_before = bytes;
+        Produced {
+            declared: frame.declared.clone(),
+            text: None,
+            actions: vec![a],
+        }
+    }
+
+    /// The actions for a normalised text.
+    fn text_actions(
+        &self,
+        frame: &Frame,
+        stats: &TextStats,
+        info: Option<DecodeInfo>,
+        label: Option<&str>,
+        extra_links: u64,
+    ) -> Vec<Action> {
+        let mut v = Vec::new();
+        if let Some(info) = info.filter(|i| i.detected) {
+            let mut a = self.action(
+                frame,
+                ActionKind::CharsetDetected,
+                format!(
+                    "declared {}, decoded as {}",
+                    label.unwrap_or("no charset"),
+                    info.charset
+                ),
+            );
+            a.detected_type = Some(info.charset.to_string());
+            v.push(a);
+        }
+        if stats.control_removed > 0 {
+            let mut r = format!("{} control character(s) removed", stats.control_removed);
+            if stats.bidi_removed > 0 {
+                r.push_str(&format!(", {} of them bidi controls", stats.bidi_removed));
+            }
+            v.push(self.action(frame, ActionKind::ControlCharactersRemoved, r));
+        }
+        for b in &stats.blocks {
+            let mut a = self.action(
+                frame,
+                ActionKind::EncodedBlockRemoved,
+                format!("{} block removed from the text", b.kind.as_str()),
+            );
+            a.name = b.name.as_deref().map(notice::safe_name);
+            a.declared_type = b.kind.as_str().to_string();
+            a.detected_type = b.detected.map(String::from);
+            a.bytes_before = b.bytes;
+            v.push(a);
+        }
+        for _ in 0..stats.pgp_encrypted.min(20) {
+            let mut a = self.action(
+                frame,
+                ActionKind::EncryptedRemoved,
+                "inline PGP message removed from the text".into(),
+            );
+            a.name = None;
+            v.push(a);
+        }
+        if stats.pgp_signatures > 0 {
+            let mut a = self.action(
+                frame,
+                ActionKind::SignatureRemoved,
+                "inline PGP signature removed from the text".into(),
+            );
+            a.name = None;
+            v.push(a);
+        }
+        let n = stats.links_rewritten + extra_links;
+        if n > 0 {
+            let mut a = self.action(
+                frame,
+                ActionKind::LinksRewritten,
+                links::links_reason(n, self.set.links),
+            );
+            a.name = None;
+            v.push(a);
+        }
+        v
+    }
+
+    fn end_text(&mut self, frame: &Frame, leaf: TextLeaf, end: &PartEnd) -> Produced {
+        let TextLeaf {
+            mut check,
+            mut decoder,
+            mut norm,
+            mut buf,
+            mut piece,
+            label,
+        } = leaf;
+        check.decide();
+        if check.is_binary() {
+            return self.binary_text(frame, &check, end.decoded_len);
+        }
+        let info = decoder.finish(&mut piece);
+        let r = norm
+            .push(&piece, &mut buf)
+            .and_then(|_| norm.finish(&mut buf));
+        let Some(stats) = self.io(r) else {
+            return empty(frame);
+        };
+        if garbage(&stats) {
+            return self.binary_text(frame, &check, end.decoded_len);
+        }
+        let actions = self.text_actions(frame, &stats, Some(info), label.as_deref(), 0);
+        if end.flags.contains(Flags::EMBEDDED_MIME) {
+            self.embedded_mime = true;
+        }
+        Produced {
+            declared: frame.declared.clone(),
+            text: Some(TextOut {
+                nonblank: stats.nonblank,
+                buf,
+                html: false,
+            }),
+            actions,
+        }
+    }
+
+    fn end_html(&mut self, frame: &Frame, leaf: HtmlLeaf, end: &PartEnd) -> Produced {
+        let HtmlLeaf {
+            mut check,
+            raw,
+            label,
+            stream,
+        } = leaf;
+        check.decide();
+        if check.is_binary() {
+            return self.binary_text(frame, &check, end.decoded_len);
+        }
+        let (stats, buf, info, links_html, how) = match stream {
+            Some(mut s) => {
+                let info = s.decoder.finish(&mut s.piece);
+                s.stripper.push(&s.piece, &mut s.text);
+                s.stripper.finish(&mut s.text);
+                let r = s
+                    .norm
+                    .push(&s.text, &mut s.buf)
+                    .and_then(|_| s.norm.finish(&mut s.buf));
+                let Some(stats) = self.io(r) else {
+                    return empty(frame);
+                };
+                let how = format!(
+                    "too large for the converter ({} octets > max_html_size): tags stripped",
+                    end.decoded_len
+                );
+                (stats, s.buf, info, s.stripper.links_rewritten(), how)
+            }
+            None => {
+                let label = label.or_else(|| html::meta_charset(&raw));
+                let d = charset::decode(label.as_deref(), &raw);
+                drop(raw);
+                let info = DecodeInfo {
+                    charset: d.charset,
+                    detected: d.detected,
+                    had_errors: d.had_errors,
+                };
+                let conv = html::convert(d.text, self.set.links, self.set.html_timeout);
+                let mut buf = self.set.buffer(frame.depth);
+                let mut norm = Normaliser::new(self.set.links, self.set.lang);
+                let r = norm
+                    .push(&conv.text, &mut buf)
+                    .and_then(|_| norm.finish(&mut buf));
+                let Some(stats) = self.io(r) else {
+                    return empty(frame);
+                };
+                let how = match conv.method {
+                    Method::Converter => "converted to plain text".to_string(),
+                    Method::Stripper(why) => format!("{why}: tags stripped"),
+                };
+                (stats, buf, info, conv.links_rewritten, how)
+            }
+        };
+        if garbage(&stats) {
+            return self.binary_text(frame, &check, end.decoded_len);
+        }
+        let mut a = self.action(frame, ActionKind::HtmlConverted, how);
+        a.bytes_before = end.decoded_len;
+        a.bytes_after = buf.len();
+        let mut actions = vec![a];
+        actions.extend(self.text_actions(frame, &stats, Some(info), None, links_html));
+        Produced {
+            declared: frame.declared.clone(),
+            text: Some(TextOut {
+                nonblank: stats.nonblank,
+                buf,
+                html: true,
+            }),
+            actions,
+        }
+    }
+}
+
+/// How a parent treats a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Normal {
+        body: bool,
+    },
+    /// Dropped without a word (inside encrypted content).
+    Silent,
+    /// A later alternative, not needed: dropped, named in the AlternativeReduced action.
+    Discard,
+}
+
+fn empty(frame: &Frame) -> Produced {
+    Produced {
+        declared: frame.declared.clone(),
+        text: None,
+        actions: Vec::new(),
+    }
+}
+
+/// Decoded "text" that is mostly control characters or undecodable: binary.
+fn garbage(s: &TextStats) -> bool {
+    let bad = (s.control_removed - s.bidi_removed.min(s.control_removed)) + s.replacement_chars;
+    bad >= 16 && bad * 5 >= s.bytes_in / 2
+}
+
+/// Actions that only describe text; dropped with an alternative that was not chosen.
+fn is_text_action(k: ActionKind) -> bool {
+    matches!(
+        k,
+        ActionKind::HtmlConverted
+            | ActionKind::LinksRewritten
+            | ActionKind::ControlCharactersRemoved
+            | ActionKind::CharsetDetected
+            | ActionKind::EncodedBlockRemoved
+    )
+}
+
+fn append_text(c: &mut Container, t: TextOut) -> io::Result<()> {
+    if t.buf.is_empty() || !t.nonblank {
+        return Ok(());
+    }
+    if c.need_sep {
+        if c.out.buf.last_char() != Some('\n') {
+            c.out.buf.push_str("\n")?;
+        }
+        c.out.buf.push_str("\n")?;
+    }
+    c.out.buf.append(t.buf)?;
+    c.out.nonblank = true;
+    c.out.html |= t.html;
+    c.need_sep = true;
+    Ok(())
+}
+
+fn fmt_addrs(list: &[Address]) -> String {
+    let mut s = String::new();
+    for a in list {
+        if s.len() > 1000 {
+            s.push_str(", ...");
+            break;
+        }
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        match a.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(n) => s.push_str(&format!("{n} <{}>", a.addr)),
+            None => s.push_str(&a.addr),
+        }
+    }
+    s
+}
+
+/// The top-level header fields that pass, decoded.
+fn top_headers(part: &Part) -> TopHeaders {
+    let get = |name: &str| part.header(name).map(|h| h.value.as_slice());
+    let addrs = |name: &str| get(name).map(header::parse_addresses).unwrap_or_default();
+    let ids = |name: &str| get(name).map(header::parse_msg_ids).unwrap_or_default();
+    let date = get("Date").and_then(|v| {
+        let s = std::str::from_utf8(v).ok()?.trim();
+        let ok = !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| (0x20..0x7F).contains(&b));
+        ok.then(|| s.to_string())
+    });
+    TopHeaders {
+        from: addrs("From"),
+        sender: addrs("Sender"),
+        reply_to: addrs("Reply-To"),
+        to: addrs("To"),
+        cc: addrs("Cc"),
+        subject: get("Subject").map(header::decode_text),
+        date,
+        message_id: ids("Message-ID").into_iter().next(),
+        in_reply_to: ids("In-Reply-To"),
+        references: ids("References"),
+    }
+}
+
+impl Sink for Sanitiser {
+    fn part_start(&mut self, part: &Part) {
+        let mode = self.child_mode(part);
+        let parent_is_message = matches!(
+            self.stack.last().map(|f| &f.kind),
+            Some(Kind::Container(c)) if c.kind == ContainerKind::Message && !c.silent
+        );
+        if let Some(Kind::Container(c)) = self.stack.last_mut().map(|f| &mut f.kind) {
+            c.children += 1;
+        }
+        if self.stack.is_empty() && self.root.is_none() {
+            self.headers = top_headers(part);
+        } else if parent_is_message && mode != Mode::Silent && mode != Mode::Discard {
+            self.forwarded_header(part);
+        }
+        let label = part.content_type.param("charset").map(str::to_string);
+        let mut frame = Frame {
+            index: part.index,
+            depth: part.depth,
+            declared: part.content_type.mime_type.clone(),
+            name: part.filename.as_deref().map(notice::safe_name),
+            discard: mode == Mode::Discard,
+            kind: Kind::Skip(None),
+        };
+        let (plan, body) = match mode {
+            Mode::Normal { body } => (policy::plan_part(part, body), body),
+            Mode::Silent | Mode::Discard => {
+                if part.content_type.is_multipart() || part.content_type.is_message() {
+                    let kind = ContainerKind::Mixed;
+                    frame.kind =
+                        Kind::Container(Box::new(self.new_container(kind, part, true, false)));
+                }
+                self.stack.push(frame);
+                return;
+            }
+        };
+        frame.kind = match plan {
+            PartPlan::Container(kind) => {
+                Kind::Container(Box::new(self.new_container(kind, part, false, body)))
+            }
+            PartPlan::BodyText(TextKind::Plain) => Kind::Text(Box::new(TextLeaf {
+                check: BinaryCheck::new(label.as_deref()),
+                decoder: TextDecoder::new(label.as_deref()),
+                norm: Normaliser::new(self.set.links, self.set.lang),
+                buf: self.set.buffer(part.depth),
+                piece: String::new(),
+                label,
+            })),
+            PartPlan::BodyText(TextKind::Html) => Kind::Html(Box::new(HtmlLeaf {
+                check: BinaryCheck::new(label.as_deref()),
+                raw: Vec::new(),
+                label,
+                stream: None,
+            })),
+            PartPlan::Attachment => Kind::Attachment(AttachLeaf::default()),
+            PartPlan::Signature => Kind::Skip(Some(self.action(
+                &frame,
+                ActionKind::SignatureRemoved,
+                "detached signature removed (not verified)".into(),
+            ))),
+            PartPlan::Encrypted => Kind::Skip(Some(self.action(
+                &frame,
+                ActionKind::EncryptedRemoved,
+                "encrypted content cannot be inspected".into(),
+            ))),
+            PartPlan::Remove(reason) => {
+                Kind::Skip(Some(self.action(&frame, ActionKind::PartRemoved, reason)))
+            }
+        };
+        self.stack.push(frame);
+    }
+
+    fn body(&mut self, data: &[u8]) {
+        let set = &self.set;
+        let Some(frame) = self.stack.last_mut() else {
+            return;
+        };
+        let depth = frame.depth;
+        let r: io::Result<()> = match &mut frame.kind {
+            Kind::Text(t) => {
+                t.check.feed(data);
+                if t.check.is_binary() {
+                    Ok(())
+                } else {
+                    t.decoder.feed(data, &mut t.piece);
+                    let r = t.norm.push(&t.piece, &mut t.buf);
+                    t.piece.clear();
+                    r
+                }
+            }
+            Kind::Html(h) => {
+                h.check.feed(data);
+                if h.check.is_binary() {
+                    h.raw = Vec::new();
+                    h.stream = None;
+                    Ok(())
+                } else {
+                    if h.stream.is_none() && h.raw.len().saturating_add(data.len()) > set.max_html {
+                        let label = h.label.clone().or_else(|| html::meta_charset(&h.raw));
+                        let mut s = HtmlStream {
+                            decoder: TextDecoder::new(label.as_deref()),
+                            stripper: Stripper::new(set.links),
+                            norm: Normaliser::new(set.links, set.lang),
+                            buf: set.buffer(depth),
+                            piece: String::new(),
+                            text: String::new(),
+                        };
+                        let raw = std::mem::take(&mut h.raw);
+                        s.decoder.feed(&raw, &mut s.piece);
+                        h.stream = Some(s);
+                    }
+                    match h.stream.as_mut() {
+                        Some(s) => {
+                            s.decoder.feed(data, &mut s.piece);
+                            s.stripper.push(&s.piece, &mut s.text);
+                            s.piece.clear();
+                            let r = s.norm.push(&s.text, &mut s.buf);
+                            s.text.clear();
+                            r
+                        }
+                        None => {
+                            h.raw.extend_from_slice(data);
+                            Ok(())
+                        }
+                    }
+                }
+            }
+            Kind::Attachment(a) => {
+                let take = data
+                    .len()
+                    .min(sniff::SNIFF_LEN.saturating_sub(a.sample.len()));
+                a.sample.extend_from_slice(&data[..take]);
+                Ok(())
+            }
+            Kind::Container(_) | Kind::Skip(_) => Ok(()),
+        };
+        self.io(r);
+    }
+
+    fn part_end(&mut self, end: &PartEnd) {
+        // Events are strictly nested; if not, close inner frames first.
+        if !self.stack.iter().any(|f| f.index == end.index) {
+            return;
+        }
+        let Some(frame) = self.stack.pop() else {
+            return;
+        };
+        if frame.index != end.index {
+            let inner_end = PartEnd {
+                index: frame.index,
+                ..PartEnd::default()
+            };
+            self.stack.push(frame);
+            self.part_end(&inner_end);
+            self.part_end(end);
+            return;
+        }
+        let mut frame = frame;
+        let kind = std::mem::replace(&mut frame.kind, Kind::Skip(None));
+        let produced = match kind {
+            Kind::Container(c) => self.end_container(&frame, *c, end),
+            Kind::Text(t) => self.end_text(&frame, *t, end),
+            Kind::Html(h) => self.end_html(&frame, *h, end),
+            Kind::Attachment(a) => {
+                let detected = sniff::sniff(&a.sample);
+                let AttachmentPlan::Remove { kind, reason } =
+                    policy::attachment_plan(&self.set.attachments, detected, &frame.declared);
+                let mut act = self.action(&frame, kind, reason);
+                act.detected_type = detected.map(|d| d.name.to_string());
+                act.bytes_before = end.decoded_len;
+                Produced {
+                    declared: frame.declared.clone(),
+                    text: None,
+                    actions: vec![act],
+                }
+            }
+            Kind::Skip(action) => {
+                let mut p = empty(&frame);
+                if let Some(mut a) = action {
+                    a.bytes_before = end.decoded_len;
+                    p.actions.push(a);
+                }
+                p
+            }
+        };
+        self.deliver(produced, frame.discard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SanitizeConfig;
+    use crate::mime::{Limits, Parser};
+
+    fn run_cfg(msg: &[u8], cfg: &SanitizeConfig) -> (CleanModel, String) {
+        let mut s = Sanitiser::new(cfg, None);
+        let mut p = Parser::new(Limits::default());
+        p.feed(msg, &mut s);
+        let summary = p.finish(&mut s);
+        let mut m = s.finish(summary).unwrap();
+        let t = m.text.to_string_lossy().unwrap();
+        (m, t)
+    }
+
+    fn run(msg: &str) -> (CleanModel, String) {
+        run_cfg(msg.as_bytes(), &SanitizeConfig::default())
+    }
+
+    fn kinds(m: &CleanModel) -> Vec<ActionKind> {
+        m.actions.iter().map(|a| a.kind).collect()
+    }
+
+    #[test]
+    fn alternative_keeps_plain_text() {
+        let (m, t) = run("From: a@b\nSubject: hi\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nplain\n--b\nContent-Type: text/html\n\n<p>html</p>\n--b--\n");
+        assert_eq!(t, "plain\n");
+        assert_eq!(kinds(&m), vec![ActionKind::AlternativeReduced]);
+        assert_eq!(m.actions[0].reason, "kept text/plain, dropped text/html");
+        assert_eq!(m.headers.subject.as_deref(), Some("hi"));
+    }
+}
