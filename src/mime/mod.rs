@@ -102,6 +102,26 @@ flags! {
 }
 
 impl Flags {
+    /// Flags under which a part that is declared (or defaulted to) text may be something else
+    /// to another reader: a multipart whose boundary we could not use, conflicting or broken
+    /// declarations, MIME structure or binary data inside the text. Parser-differential
+    /// attacks hide attachments this way; the sanitiser must not pass such text unchecked.
+    /// (Collect them from the part's [`Part::flags`], its [`PartEnd::flags`] and those of
+    /// its ancestors.)
+    pub const SUSPICIOUS_TEXT: Flags = Flags(
+        Flags::MISSING_BOUNDARY.0
+            | Flags::BOUNDARY_TOO_LONG.0
+            | Flags::DUPLICATE_CONTENT_TYPE.0
+            | Flags::DUPLICATE_ENCODING.0
+            | Flags::DUPLICATE_BOUNDARY.0
+            | Flags::UNKNOWN_ENCODING.0
+            | Flags::BAD_CONTENT_TYPE.0
+            | Flags::BOUNDARY_IN_ENCODED.0
+            | Flags::EMBEDDED_MIME.0
+            | Flags::BOUNDARY_LIKE_LINE.0
+            | Flags::NUL.0,
+    );
+
     pub const fn empty() -> Flags {
         Flags(0)
     }

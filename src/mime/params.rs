@@ -308,7 +308,9 @@ pub fn parse_field(raw: &[u8]) -> Field {
                 damaged = true;
                 q.clone()
             }
-            [Tok::Word(_)] => raw_text(value_toks),
+            // `=` is a tspecial, but unquoted `boundary=----=_Part` and `name==?utf-8?B?...?=`
+            // are everywhere: not worth a flag.
+            v if v.iter().all(|t| matches!(t, Tok::Word(_) | Tok::Eq)) => raw_text(value_toks),
             _ => {
                 // Spaces, `=` or quotes inside an unquoted value: kept as written.
                 damaged = true;
@@ -738,6 +740,7 @@ mod tests {
         // UTF-8 Q-encoding, unquoted.
         let f = p("attachment; filename==?UTF-8?Q?=E8=A1=A8.xls?=");
         assert_eq!(f.param("filename"), Some("表.xls"));
+        assert!(!f.damaged);
         // Not decoded in machine parameters.
         let f = p("multipart/mixed; boundary=\"=?us-ascii?B?Ym91bmRhcnk=?=\"");
         assert_eq!(f.param("boundary"), Some("=?us-ascii?B?Ym91bmRhcnk=?="));

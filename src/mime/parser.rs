@@ -122,6 +122,9 @@ struct Block {
     depth: usize,
     /// Inside multipart/digest: the default type is message/rfc822.
     digest: bool,
+    /// The header block of a whole message (top level or inside message/rfc822), where an
+    /// mbox `From ` line may come first.
+    message_top: bool,
     headers: Vec<Header>,
     /// The field being unfolded: name and value so far.
     cur: Option<(String, Vec<u8>)>,
@@ -155,6 +158,8 @@ struct Leaf {
     pending: Eol,
     /// The next line is examined for a `Content-...:` field (start of body, or after `--x`).
     probe: bool,
+    /// A text/* part: its decoded output is checked for NUL (binary data posing as text).
+    text: bool,
     flags: Flags,
     raw_len: u64,
     decoded_len: u64,
@@ -209,7 +214,8 @@ impl Parser {
         depth: usize,
         parts_budget: usize,
     ) -> Parser {
-        let block = Block::new(base_index, parent, depth, false);
+        let mut block = Block::new(base_index, parent, depth, false);
+        block.message_top = true;
         Parser {
             limits,
             summary: Summary::default(),
@@ -462,7 +468,13 @@ impl Parser {
 
     /// A delimiter (or close delimiter) of the multipart at stack position `k`.
     fn boundary<S: Sink>(&mut self, k: usize, close: bool, sink: &mut S) {
-        let implicit = self.stack.len() > k + 1;
+        // Does the boundary cut through a multipart still open inside k? (Closing a
+        // message/rfc822 this way is normal.)
+        let implicit = self.stack.get(k + 1..).is_some_and(|inner| {
+            inner
+                .iter()
+                .any(|f| matches!(f.kind, FrameKind::Multipart { .. }))
+        });
         // End what is being read.
         loop {
             match std::mem::replace(&mut self.mode, Mode::Skip) {
@@ -551,6 +563,9 @@ impl Parser {
         }
         if let Mode::Body(leaf) = &mut self.mode {
             leaf.decoded_len += self.out.len() as u64;
+            if leaf.text && memchr::memchr(0, &self.out).is_some() {
+                leaf.flags.insert(Flags::NUL);
+            }
             match &mut leaf.child {
                 Some(child) => child.feed(&self.out, sink),
                 None => sink.body(&self.out),
@@ -662,7 +677,7 @@ impl Parser {
             Some((name, value)) => block.start_field(name, value),
             None => {
                 block.finish_field();
-                if !(block.lines == 1 && block.parent.is_none() && line.starts_with(b"From ")) {
+                if !(block.lines == 1 && block.message_top && line.starts_with(b"From ")) {
                     // (An mbox "From " line before the first field is skipped silently.)
                     block.flags.insert(Flags::BAD_HEADER_LINE);
                 }
@@ -694,7 +709,7 @@ impl Parser {
             if leaf.probe && looks_like_mime_field(line) {
                 leaf.flags.insert(Flags::EMBEDDED_MIME);
             }
-            leaf.probe = line.len() > 2 && line.starts_with(b"--");
+            leaf.probe = line.starts_with(b"--");
         }
         let pending = leaf.pending;
         write_break(leaf, pending, &mut self.out);
@@ -704,12 +719,7 @@ impl Parser {
         };
         leaf.raw_len += line.len() as u64;
         match &mut leaf.decoder {
-            Decoder::Text => {
-                if memchr::memchr(0, line).is_some() {
-                    leaf.flags.insert(Flags::NUL);
-                }
-                self.out.extend_from_slice(line);
-            }
+            Decoder::Text => self.out.extend_from_slice(line),
             Decoder::Raw => self.out.extend_from_slice(line),
             Decoder::Base64(d) => d.feed(line, &mut self.out),
             Decoder::Qp(d) => d.feed(line, &mut self.out),
@@ -768,6 +778,9 @@ impl Parser {
                         kind: FrameKind::Message,
                     });
                     self.start_block(index, depth + 1, false);
+                    if let Mode::Headers(b) = &mut self.mode {
+                        b.message_top = true;
+                    }
                 }
                 Encoding::Base64 | Encoding::QuotedPrintable
                     if self.next_index - self.base_index < self.parts_budget =>
@@ -824,6 +837,7 @@ impl Parser {
             child,
             pending: Eol::End,
             probe: true,
+            text: part.content_type.main_type() == "text",
             flags: Flags::empty(),
             raw_len: 0,
             decoded_len: 0,
@@ -1012,6 +1026,7 @@ impl Block {
             parent,
             depth,
             digest,
+            message_top: false,
             headers: Vec::new(),
             cur: None,
             size: 0,
@@ -1085,14 +1100,23 @@ fn looks_like_mime_field(line: &[u8]) -> bool {
         && split_field(line).is_some()
 }
 
+/// A Content-Transfer-Encoding value. Comments are removed (`bas(...)e64` is base64, as a
+/// lenient reader would see it), case, spaces, `-` and `_` ignored, so that the typos real
+/// mailers write (`7-bit`, `8bits`, `quoted printable`, `x-base64`) decode as meant rather
+/// than hide the body as opaque data; anything else is [`Encoding::Unknown`].
 fn parse_encoding(raw: &[u8]) -> Encoding {
-    let f = params::parse_field(raw);
-    match f.value.to_ascii_lowercase().as_str() {
-        "7bit" | "" => Encoding::SevenBit,
-        "8bit" => Encoding::EightBit,
+    let (value, _) = params::parse_params(raw);
+    let v: String = value
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\t' | '-' | '_'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    match v.as_str() {
+        "7bit" | "7bits" | "" | "plain" | "none" | "us-ascii" => Encoding::SevenBit,
+        "8bit" | "8bits" => Encoding::EightBit,
         "binary" => Encoding::Binary,
-        "base64" => Encoding::Base64,
-        "quoted-printable" => Encoding::QuotedPrintable,
+        "base64" | "xbase64" => Encoding::Base64,
+        "quotedprintable" | "xquotedprintable" => Encoding::QuotedPrintable,
         _ => Encoding::Unknown,
     }
 }
@@ -1481,9 +1505,20 @@ mod tests {
             parse("Content-Transfer-Encoding: base64\nContent-Transfer-Encoding: 7bit\n\nQUJD\n");
         assert_eq!(r.part(0).encoding, Encoding::Base64);
         assert!(s.flags.contains(Flags::DUPLICATE_ENCODING));
-        // Comments inside the value are removed.
+        // Comments inside the value are removed; common typos are understood.
         let (r, _) = parse("Content-Transfer-Encoding: bas(\n )e64\n\nQUJD\n");
         assert_eq!(r.body_of(0).unwrap(), "body \"ABC\"");
+        for (cte, e) in [
+            ("7-bit", Encoding::SevenBit),
+            ("8bits", Encoding::EightBit),
+            ("Quoted Printable", Encoding::QuotedPrintable),
+            ("x-base64", Encoding::Base64),
+            ("6bit", Encoding::Unknown),
+            ("base64,quoted-printable", Encoding::Unknown),
+        ] {
+            let (r, _) = parse(&format!("Content-Transfer-Encoding: {cte}\n\nx"));
+            assert_eq!(r.part(0).encoding, e, "{cte}");
+        }
     }
 
     #[test]
