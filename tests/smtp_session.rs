@@ -1468,3 +1468,199 @@ async fn a_client_that_never_reads_is_cut_off() {
         "the server kept reading"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real peers over 127.0.0.1 (Debian's swaks and Postfix's smtp-source), skipped loudly when the
+// tools are not installed.
+
+fn tool(name: &str) -> Option<PathBuf> {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    if std::env::var("MUGAIKA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{name} required but not installed");
+    }
+    eprintln!("SKIP: {name} not installed (Debian package swaks / postfix)");
+    None
+}
+
+/// A server on a real 127.0.0.1 port over the real spool; returns the address and the spool.
+async fn tcp_server(
+    conf: Config,
+    sanitizer: Arc<dyn Sanitize>,
+    dir: &Path,
+) -> (
+    SocketAddr,
+    Arc<mugaika::spool::Spool>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let mut conf = conf;
+    conf.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let spool = Arc::new(mugaika::spool::Spool::open(dir).unwrap());
+    let server = Server::new(Arc::new(conf), spool.clone(), sanitizer, None).unwrap();
+    let listeners = server.bind().await.unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        server
+            .serve(listeners, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (addr, spool, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_plain_pipelined_and_starttls() {
+    let Some(swaks) = tool("swaks") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = cfg();
+    tls_setup(&mut conf, dir.path());
+    let spool_dir = dir.path().join("spool");
+    let (addr, spool, _stop) = tcp_server(conf, TestSanitizer::new(), &spool_dir).await;
+    let runs: [&[&str]; 3] = [&[], &["--pipeline"], &["--tls"]];
+    for extra in runs {
+        let out = tokio::process::Command::new(&swaks)
+            .args([
+                "--server",
+                &addr.to_string(),
+                "--from",
+                "a@internet.example",
+            ])
+            .args(["--to", "u@city.example.lg.jp", "--helo", "swaks.example"])
+            .args(["--timeout", "10"])
+            .args(extra)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .unwrap()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "swaks {extra:?} failed:\n{log}");
+        assert!(
+            log.contains("  250 2.0.0 Ok: queued as "),
+            "{extra:?}:\n{log}"
+        );
+    }
+    let ids = spool.list().unwrap();
+    assert_eq!(ids.len(), 3);
+    let tls: Vec<bool> = ids.iter().map(|id| spool.load(id).unwrap().tls).collect();
+    assert_eq!(tls, [false, false, true]);
+    for id in &ids {
+        let clean = fs::read_to_string(spool.clean_path(id)).unwrap();
+        assert!(
+            clean.starts_with("Received: from swaks.example ([127.0.0.1])"),
+            "{clean}"
+        );
+    }
+}
+
+/// Throughput with Postfix's smtp-source: `cargo test --release --test smtp_session --
+/// --ignored --nocapture smtp_source`. Prints messages per second (a measurement, not a
+/// timed assertion); every message must be accepted.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn smtp_source_throughput() {
+    let Some(source) = tool("smtp-source") else {
+        return;
+    };
+    let messages: usize = std::env::var("MUGAIKA_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    for (label, real) in [("copying sanitiser", false), ("real pipeline", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conf = cfg();
+        conf.server.max_message_size = ByteSize(10 << 20);
+        conf.sanitize.timeout = Dur(Duration::from_secs(60));
+        let sanitizer: Arc<dyn Sanitize> = if real {
+            Arc::new(mugaika::smtp::server::Pipeline::new(Arc::new(conf.clone())))
+        } else {
+            TestSanitizer::new()
+        };
+        let (addr, spool, _stop) = tcp_server(conf, sanitizer, dir.path()).await;
+        let t0 = std::time::Instant::now();
+        let out = tokio::process::Command::new(&source)
+            .args(["-s", "16", "-l", "26000", "-m", &messages.to_string()])
+            .args(["-f", "a@internet.example", "-t", "u@city.example.lg.jp"])
+            .arg(addr.to_string())
+            .output()
+            .await
+            .unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n = spool.list().unwrap().len();
+        assert_eq!(n, messages, "{label}: accepted");
+        println!("smtp-source -s 16 -l 26000 -m {messages} -> mugaika ({label}, spool fsync): {:.0} msgs/s", messages as f64 / secs);
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Memory: 50 concurrent sessions each sending a 10 MB message through the real pipeline stay
+/// within 512 MB peak RSS (of this whole test process, clients included). A measurement run:
+/// `cargo test --release --test smtp_session -- --ignored --nocapture fifty`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn fifty_sessions_of_ten_megabytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = cfg();
+    conf.server.max_message_size = ByteSize(20 << 20);
+    conf.server.max_connections_per_client = 100;
+    conf.sanitize.timeout = Dur(Duration::from_secs(120));
+    let sanitizer = Arc::new(mugaika::smtp::server::Pipeline::new(Arc::new(conf.clone())));
+    let (addr, spool, _stop) = tcp_server(conf, sanitizer, dir.path()).await;
+    let before = peak_rss_kib();
+    let t0 = std::time::Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        clients.spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut c = Client { io: Box::new(tcp), buf: Vec::new() };
+            assert_eq!(c.reply().await.code, 220);
+            c.ok("EHLO client.example", 250).await;
+            c.mail("u@city.example.lg.jp").await;
+            c.ok("DATA", 354).await;
+            c.send(format!("From: a@internet.example\r\nSubject: big {i}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")).await;
+            let line = "日本語のテキスト、これは十メガバイトのメッセージです。abcdefghijklmnopqrstuvwxyz\r\n";
+            let block = line.repeat(64 * 1024 / line.len());
+            let mut sent = 0;
+            while sent < 10 << 20 {
+                c.send(&block).await;
+                sent += block.len();
+            }
+            c.send(".\r\n").await;
+            let r = tokio::time::timeout(Duration::from_secs(300), c.reply()).await.unwrap();
+            assert_eq!(r.code, 250, "{r:?}");
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r.unwrap();
+    }
+    let peak = peak_rss_kib();
+    println!(
+        "50 x 10 MB through the real pipeline: {:.1} s, peak RSS {} MiB (before: {} MiB)",
+        t0.elapsed().as_secs_f64(),
+        peak / 1024,
+        before / 1024
+    );
+    assert_eq!(spool.list().unwrap().len(), 50);
+    assert!(peak < 512 * 1024, "peak RSS {peak} KiB");
+}
