@@ -314,13 +314,24 @@ impl TextDecoder {
 
     /// Decide the charset from the sample, decode the sample and switch to streaming.
     fn start(&mut self, sample: &[u8], last: bool, out: &mut String) {
-        let choice = choose(self.declared, sample, last);
+        let mut cache = None;
+        let choice = choose(self.declared, sample, last, &mut cache);
         self.charset = choice.name;
         self.detected = choice.detected;
-        let mut inner = Inner::new(choice.kind);
-        if inner.decode(sample, out, last) {
-            self.had_errors = true;
-        }
+        let inner = match cache {
+            Some(c) if c.kind == choice.kind => {
+                out.push_str(&c.text);
+                self.had_errors |= c.had_errors;
+                c.inner
+            }
+            _ => {
+                let mut inner = Inner::new(choice.kind);
+                if inner.decode(sample, out, last) {
+                    self.had_errors = true;
+                }
+                inner
+            }
+        };
         self.state = if last {
             State::Finished
         } else {
@@ -396,33 +407,51 @@ impl Trial {
     }
 }
 
+/// The most recent trial decode of the sample: when it is the one chosen, its output and
+/// decoder state are used as they are instead of decoding the sample a second time.
+struct Cached {
+    kind: Kind,
+    inner: Inner,
+    text: String,
+    had_errors: bool,
+}
+
+type Cache = Option<Cached>;
+
 /// Decode `sample` under `kind` and count errors.
-fn trial(kind: Kind, sample: &[u8], last: bool) -> Trial {
-    let mut scratch = String::new();
-    let had_errors = Inner::new(kind).decode(sample, &mut scratch, last);
+fn trial(kind: Kind, sample: &[u8], last: bool, cache: &mut Cache) -> Trial {
+    let mut text = String::new();
+    let mut inner = Inner::new(kind);
+    let had_errors = inner.decode(sample, &mut text, last);
     let mut t = Trial {
         errors: 0,
         non_ascii: 0,
     };
-    if !had_errors {
-        t.non_ascii = 1;
-        return t;
-    }
-    for c in scratch.chars().filter(|c| !c.is_ascii()) {
-        if c == '\u{FFFD}' {
-            t.errors += 1;
-        } else {
-            t.non_ascii += 1;
+    if had_errors {
+        for c in text.chars().filter(|c| !c.is_ascii()) {
+            if c == '\u{FFFD}' {
+                t.errors += 1;
+            } else {
+                t.non_ascii += 1;
+            }
         }
+        // Errors were reported, so at least one.
+        t.errors = t.errors.max(1);
+    } else {
+        t.non_ascii = 1;
     }
-    // Errors were reported, so at least one.
-    t.errors = t.errors.max(1);
+    *cache = Some(Cached {
+        kind,
+        inner,
+        text,
+        had_errors,
+    });
     t
 }
 
 /// Does `sample` decode without errors under `kind`?
-fn decodes_cleanly(kind: Kind, sample: &[u8], last: bool) -> bool {
-    trial(kind, sample, last).clean()
+fn decodes_cleanly(kind: Kind, sample: &[u8], last: bool, cache: &mut Cache) -> bool {
+    trial(kind, sample, last, cache).clean()
 }
 
 /// Single-byte legacy charsets (Latin, Cyrillic, ...): every byte decodes, so errors never
@@ -432,7 +461,7 @@ fn never_errors(e: &'static Encoding) -> bool {
 }
 
 /// Choose the decoder for a body declared as `declared` whose first octets are `sample`.
-fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
+fn choose(declared: Declared, sample: &[u8], last: bool, cache: &mut Cache) -> Choice {
     // A byte order mark is stronger than any label.
     if let Some((e, _)) = Encoding::for_bom(sample) {
         let detected = declared != Declared::Known(e);
@@ -448,7 +477,7 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
             {
                 return Choice::rs(encoding_rs::ISO_2022_JP, true);
             }
-            let t = trial(Kind::Rs(e), sample, last);
+            let t = trial(Kind::Rs(e), sample, last, cache);
             if !t.clean() {
                 if !has_8bit(sample) {
                     // Broken 7-bit text (an escape sequence we cannot decode, say): no 8-bit
@@ -462,7 +491,7 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
                     // Damage in a correctly labelled text: keep the label, replace the damage.
                     return Choice::rs(e, false);
                 }
-                if let Some(found) = detect_8bit(sample, last) {
+                if let Some(found) = detect_8bit(sample, last, cache) {
                     return Choice::rs(found, found != e);
                 }
                 return Choice::rs(e, false);
@@ -475,7 +504,7 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
         }
         Declared::Utf7 => {
             if has_8bit(sample) {
-                if let Some(found) = detect_8bit(sample, last) {
+                if let Some(found) = detect_8bit(sample, last, cache) {
                     return Choice::rs(found, true);
                 }
             }
@@ -498,7 +527,7 @@ fn choose(declared: Declared, sample: &[u8], last: bool) -> Choice {
                     detected: unknown,
                 };
             }
-            let found = detect_8bit(sample, last).unwrap_or_else(|| guess(sample, last));
+            let found = detect_8bit(sample, last, cache).unwrap_or_else(|| guess(sample, last));
             Choice::rs(found, true)
         }
     }
@@ -538,21 +567,21 @@ fn guess(sample: &[u8], last: bool) -> &'static Encoding {
 
 /// An encoding for 8-bit `sample`: strict UTF-8; UTF-8 with rare damage; else the first that
 /// decodes without errors of chardetng's guess, Shift_JIS (CP932), EUC-JP. `None` if none.
-fn detect_8bit(sample: &[u8], last: bool) -> Option<&'static Encoding> {
+fn detect_8bit(sample: &[u8], last: bool, cache: &mut Cache) -> Option<&'static Encoding> {
     if is_utf8(sample, last) {
         return Some(encoding_rs::UTF_8);
     }
-    let u = trial(Kind::Rs(encoding_rs::UTF_8), sample, last);
+    let u = trial(Kind::Rs(encoding_rs::UTF_8), sample, last, cache);
     if u.mostly_clean() {
         return Some(encoding_rs::UTF_8);
     }
     let g = guess(sample, last);
-    if g != encoding_rs::UTF_8 && decodes_cleanly(Kind::Rs(g), sample, last) {
+    if g != encoding_rs::UTF_8 && decodes_cleanly(Kind::Rs(g), sample, last, cache) {
         return Some(g);
     }
     [encoding_rs::SHIFT_JIS, encoding_rs::EUC_JP]
         .into_iter()
-        .find(|&e| e != g && decodes_cleanly(Kind::Rs(e), sample, last))
+        .find(|&e| e != g && decodes_cleanly(Kind::Rs(e), sample, last, cache))
 }
 
 /// A running decoder.
