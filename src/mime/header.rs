@@ -1212,6 +1212,69 @@ mod tests {
         assert!(t.elapsed() < std::time::Duration::from_secs(2));
     }
 
+    /// Mutated realistic headers and random bytes: no panic, and the output invariants hold.
+    #[test]
+    fn random_input_keeps_invariants() {
+        let seeds: [&[u8]; 8] = [
+            b"=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?= =?utf-8?q?a=0D=0Ab?=",
+            b"\"=?UTF-8?B?5L2P5rCR56Wo?=\" <a@b.example>, c@d (x), g: h@i;",
+            b"<@r:u@h> \"q\\\"\" <x@[1.2.3.4]> (a(b)c) <<>> ,;: \x1b$B",
+            b"<id1@x> <id2@y> (c) <bad id>",
+            b"\x82\xa0\x82\xa2 <sjis@x.example>",
+            b"\xa4\xa2\xa4\xa4 =?x?b?=?= =?utf-7?q?+ZeVnLIqe-?=",
+            b"=?utf-8?b?4oCu?= \r\n\t \xe2\x80\xa8 \xc2\x85",
+            b"\"unterminated (comment <angle",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let seed = seeds[round % seeds.len()];
+            let mut v = seed.to_vec();
+            let edits = (next() % 8) as usize;
+            for _ in 0..edits {
+                let r = next();
+                let pos = if v.is_empty() {
+                    0
+                } else {
+                    (r as usize >> 8) % (v.len() + 1)
+                };
+                let byte = (r >> 40) as u8;
+                match r % 4 {
+                    0 if pos < v.len() => v[pos] = byte,
+                    1 => v.insert(pos, byte),
+                    2 if pos < v.len() => {
+                        v.remove(pos);
+                    }
+                    _ => {
+                        let tok: &[u8] =
+                            [&b"=?"[..], b"?=", b"\"", b"<", b">", b"(", b"\x1b$B", b"@"]
+                                [(byte % 8) as usize];
+                        v.splice(pos..pos, tok.iter().copied());
+                    }
+                }
+            }
+            let t = decode_text(&v);
+            assert!(!t.chars().any(|c| c.is_control()), "{v:?} -> {t:?}");
+            assert!(t.len() <= MAX_TEXT_LEN);
+            for a in parse_addresses(&v) {
+                assert!(valid_addr_spec(&a.addr), "{v:?} -> {a:?}");
+                if let Some(n) = &a.name {
+                    assert!(!n.chars().any(|c| c.is_control()), "{v:?} -> {a:?}");
+                }
+            }
+            for id in parse_msg_ids(&v) {
+                assert!(id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'));
+            }
+        }
+    }
+
     #[test]
     fn msg_ids() {
         let p = |s: &str| parse_msg_ids(s.as_bytes());
