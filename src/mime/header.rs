@@ -762,9 +762,11 @@ fn valid_addr_spec(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 /// The `<id>` tokens of Message-ID, In-Reply-To or References, without the brackets: printable
-/// ASCII without spaces only (others are skipped), each at most 250 octets, at most
-/// [`MAX_MSG_IDS`] (the first ones; for References the thread root comes first). A value with
-/// no brackets at all but one `local@domain` token is accepted as that token.
+/// ASCII without spaces only (others are skipped), each at most 250 octets, duplicates
+/// dropped, at most [`MAX_MSG_IDS`]: when there are more, the first (the thread root in
+/// References) and the last ones (the nearest parents), as RFC 5322 3.6.4 suggests for
+/// trimming References. A value with no brackets at all but one `local@domain` token is
+/// accepted as that token.
 pub fn parse_msg_ids(raw: &[u8]) -> Vec<String> {
     let valid = |id: &[u8]| {
         !id.is_empty()
@@ -773,10 +775,11 @@ pub fn parse_msg_ids(raw: &[u8]) -> Vec<String> {
                 .iter()
                 .all(|&b| b.is_ascii_graphic() && b != b'<' && b != b'>')
     };
-    let mut out: Vec<String> = Vec::new();
+    let mut first: Option<String> = None;
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut i = 0;
     let mut saw_bracket = false;
-    while out.len() < MAX_MSG_IDS {
+    loop {
         let Some(open) = raw.get(i..).and_then(|s| memchr::memchr(b'<', s)) else {
             break;
         };
@@ -792,8 +795,15 @@ pub fn parse_msg_ids(raw: &[u8]) -> Vec<String> {
         let id = raw.get(start..end).unwrap_or(&[]);
         if raw.get(end) == Some(&b'>') && valid(id) {
             let id = String::from_utf8_lossy(id).into_owned();
-            if !out.contains(&id) {
-                out.push(id);
+            if first.as_ref() != Some(&id) && !tail.contains(&id) {
+                if first.is_none() {
+                    first = Some(id);
+                } else {
+                    if tail.len() + 1 >= MAX_MSG_IDS {
+                        tail.pop_front();
+                    }
+                    tail.push_back(id);
+                }
             }
             i = end + 1;
         } else {
@@ -804,6 +814,7 @@ pub fn parse_msg_ids(raw: &[u8]) -> Vec<String> {
             }
         }
     }
+    let mut out: Vec<String> = first.into_iter().chain(tail).collect();
     if !saw_bracket {
         let t = trim_ascii(raw);
         if valid(t) && t.contains(&b'@') {
@@ -1291,7 +1302,14 @@ mod tests {
         let many: String = (0..200).map(|i| format!("<{i}@x> ")).collect();
         let got = p(&many);
         assert_eq!(got.len(), MAX_MSG_IDS);
+        // The root and the nearest parents.
         assert_eq!(got[0], "0@x");
+        assert_eq!(got[1], "151@x");
+        assert_eq!(got[MAX_MSG_IDS - 1], "199@x");
+        let t = std::time::Instant::now();
+        let _ = parse_msg_ids(&b"<a@b> ".repeat(50_000));
+        let _ = parse_msg_ids(&b"<".repeat(300_000));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
         assert_eq!(p(&format!("<{}@x>", "a".repeat(300))), Vec::<String>::new());
     }
 }
