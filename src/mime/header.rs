@@ -779,10 +779,7 @@ pub fn parse_msg_ids(raw: &[u8]) -> Vec<String> {
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut i = 0;
     let mut saw_bracket = false;
-    loop {
-        let Some(open) = raw.get(i..).and_then(|s| memchr::memchr(b'<', s)) else {
-            break;
-        };
+    while let Some(open) = raw.get(i..).and_then(|s| memchr::memchr(b'<', s)) {
         saw_bracket = true;
         let start = i + open + 1;
         let Some(close) = raw
