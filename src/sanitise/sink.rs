@@ -401,7 +401,6 @@ impl Sanitiser {
                 block.push('\n');
             }
         }
-        block.push('\n');
         let (links, lang) = (self.set.links, self.set.lang);
         let Some(parent) = self.stack.last_mut() else {
             return;
@@ -418,7 +417,8 @@ impl Sanitiser {
             norm.push(&block, &mut c.out.buf)?;
             norm.finish(&mut c.out.buf)
         })();
-        c.need_sep = false;
+        // The message's own text follows after a blank line.
+        c.need_sep = true;
         if let Err(e) = r {
             self.io::<()>(Err(e));
         }
@@ -440,7 +440,27 @@ impl Sanitiser {
     /// Hands a finished part to its parent (or makes it the root).
     fn deliver(&mut self, p: Produced, discard: bool) {
         let Some(parent) = self.stack.last_mut() else {
-            self.root = Some(p);
+            // A second top-level part cannot come from the parser; keep its text anyway.
+            match self.root.as_mut() {
+                None => self.root = Some(p),
+                Some(root) => {
+                    root.actions.extend(p.actions);
+                    if let Some(t) = p.text.filter(|t| t.nonblank) {
+                        let r = match root.text.as_mut() {
+                            Some(rt) => rt
+                                .buf
+                                .push_str("\n")
+                                .and_then(|_| rt.buf.append(t.buf))
+                                .map(|_| rt.nonblank = true),
+                            None => {
+                                root.text = Some(t);
+                                Ok(())
+                            }
+                        };
+                        self.io(r);
+                    }
+                }
+            }
             return;
         };
         let Kind::Container(c) = &mut parent.kind else {
@@ -1075,6 +1095,361 @@ mod tests {
 
     fn kinds(m: &CleanModel) -> Vec<ActionKind> {
         m.actions.iter().map(|a| a.kind).collect()
+    }
+
+    fn b64(data: &[u8]) -> String {
+        use base64::Engine;
+        let e = base64::engine::general_purpose::STANDARD.encode(data);
+        e.as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
+            .collect()
+    }
+
+    fn zip_bytes() -> Vec<u8> {
+        let mut z = b"PK\x03\x04\x14\x00\x02\x00\x08\x00\x11J\x8eI<\xcfQhF\x00\x00\x00D\x00\x00\x00\t\x00\x00\x00eicar.com".to_vec();
+        z.extend((0..200u32).map(|i| (i * 13 + 7) as u8));
+        z
+    }
+
+    fn action(m: &CleanModel, k: ActionKind) -> &Action {
+        m.actions
+            .iter()
+            .find(|a| a.kind == k)
+            .unwrap_or_else(|| panic!("no {k:?} in {:#?}", m.actions))
+    }
+
+    #[test]
+    fn iso_2022_jp_text_and_headers() {
+        let (body, _, _) =
+            encoding_rs::ISO_2022_JP.encode("お世話になっております。\n市民課です。\n");
+        let mut msg = b"From: =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <yamada@example.jp>\nTo: a@city.example.lg.jp, b@city.example.lg.jp\nSubject: =?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=\nDate: Mon, 1 Jan 2024 09:00:00 +0900\nMessage-ID: <abc@example.jp>\nReferences: <r1@x> <r2@x>\nContent-Type: text/plain; charset=ISO-2022-JP\nContent-Transfer-Encoding: 7bit\n\n".to_vec();
+        msg.extend_from_slice(&body);
+        let (m, t) = run_cfg(&msg, &SanitizeConfig::default());
+        assert_eq!(t, "お世話になっております。\n市民課です。\n");
+        assert!(m.actions.is_empty(), "{:#?}", m.actions);
+        let h = &m.headers;
+        assert_eq!(h.subject.as_deref(), Some("こんにちは"));
+        assert_eq!(h.from[0].name.as_deref(), Some("山田"));
+        assert_eq!(h.from[0].addr, "yamada@example.jp");
+        assert_eq!(h.to.len(), 2);
+        assert_eq!(h.date.as_deref(), Some("Mon, 1 Jan 2024 09:00:00 +0900"));
+        assert_eq!(h.message_id.as_deref(), Some("abc@example.jp"));
+        assert_eq!(h.references, vec!["r1@x", "r2@x"]);
+    }
+
+    #[test]
+    fn html_only_message_is_converted_with_links_shown() {
+        let (m, t) = run("Content-Type: text/html; charset=utf-8\n\n<html><head><script>evil()</script></head><body><p>本文 <a href=\"https://example.jp/x\">リンク</a></p></body></html>\n");
+        assert_eq!(t, "本文 リンク [https://example.jp/x]\n");
+        assert_eq!(
+            kinds(&m),
+            vec![ActionKind::HtmlConverted, ActionKind::LinksRewritten]
+        );
+        assert_eq!(
+            action(&m, ActionKind::LinksRewritten).reason,
+            "1 link(s) rewritten (links = show)"
+        );
+        // Defang applies to links and to addresses written as text.
+        let cfg = SanitizeConfig {
+            links: LinkPolicy::Defang,
+            ..SanitizeConfig::default()
+        };
+        let (_, t) = run_cfg(
+            b"Content-Type: text/html\n\n<p><a href='http://a.example/'>x</a> http://b.example/</p>",
+            &cfg,
+        );
+        assert_eq!(t, "x [hxxp://a[.]example/] hxxp://b[.]example/\n");
+    }
+
+    #[test]
+    fn alternative_with_empty_plain_uses_the_html() {
+        let (m, t) = run("Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n  \n--b\nContent-Type: text/html\n\n<p>from html</p>\n--b--\n");
+        assert_eq!(t, "from html\n");
+        assert_eq!(
+            action(&m, ActionKind::AlternativeReduced).reason,
+            "kept text/html, text/plain was empty"
+        );
+        assert!(m
+            .actions
+            .iter()
+            .any(|a| a.kind == ActionKind::HtmlConverted));
+    }
+
+    #[test]
+    fn attachments_are_removed_by_content_type() {
+        let msg = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=utf-8\n\n本文\n--b\nContent-Type: application/pdf; name=\"見積.pdf\"\nContent-Disposition: attachment; filename=\"見積.pdf\"\nContent-Transfer-Encoding: base64\n\n{}--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=\"invoice.pdf\"\nContent-Transfer-Encoding: base64\n\n{}--b--\n",
+            b64(b"%PDF-1.7\n1 0 obj\n"),
+            b64(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00")
+        );
+        let (m, t) = run(&msg);
+        assert_eq!(t, "本文\n");
+        let removed: Vec<&Action> = m
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::AttachmentRemoved)
+            .collect();
+        assert_eq!(removed.len(), 2, "{:#?}", m.actions);
+        assert_eq!(removed[0].name.as_deref(), Some("見積.pdf"));
+        assert_eq!(removed[0].detected_type.as_deref(), Some("pdf"));
+        assert_eq!(
+            removed[0].reason,
+            "pdf: disarm is not available yet, removed"
+        );
+        assert_eq!(removed[0].bytes_before, 17);
+        assert_eq!(removed[1].detected_type.as_deref(), Some("pe-executable"));
+        assert_eq!(
+            removed[1].reason,
+            "executable or script: always removed; declared application/pdf but content is pe-executable"
+        );
+    }
+
+    #[test]
+    fn text_that_is_a_zip_is_removed() {
+        let msg = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhello\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n{}--b--\n",
+            b64(&zip_bytes())
+        );
+        let (m, t) = run(&msg);
+        assert_eq!(t, "hello\n");
+        let a = action(&m, ActionKind::AttachmentRemoved);
+        assert_eq!(a.detected_type.as_deref(), Some("zip"));
+        assert_eq!(
+            a.reason,
+            "archive: inspect is not available yet, removed; declared text/plain but content is zip"
+        );
+        // A zip appended after real text is found too.
+        let mut body = b"Dear customer, the document follows.\n".repeat(300);
+        body.extend_from_slice(&zip_bytes());
+        let msg = format!(
+            "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n{}",
+            b64(&body)
+        );
+        let (m, t) = run(&msg);
+        assert_eq!(t, "");
+        assert!(action(&m, ActionKind::AttachmentRemoved)
+            .reason
+            .ends_with("content is zip"));
+    }
+
+    #[test]
+    fn signed_keeps_content_and_drops_signature() {
+        let (m, t) = run("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=s\n\n--s\nContent-Type: text/plain\n\nsigned text\n--s\nContent-Type: application/pkcs7-signature; name=smime.p7s\nContent-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwEAAKCAMIIE\n--s--\n");
+        assert_eq!(t, "signed text\n");
+        assert_eq!(kinds(&m), vec![ActionKind::SignatureRemoved]);
+        assert_eq!(m.actions[0].name.as_deref(), Some("smime.p7s"));
+    }
+
+    #[test]
+    fn encrypted_content_is_removed() {
+        let (m, t) = run("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=e\n\n--e\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--e\nContent-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\nhQEMA\n-----END PGP MESSAGE-----\n--e--\n");
+        assert_eq!(t, "");
+        assert_eq!(kinds(&m), vec![ActionKind::EncryptedRemoved]);
+        let (m, t) = run("Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\nContent-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEHA6CAMIACAQAxggFA\n");
+        assert_eq!(t, "");
+        assert_eq!(kinds(&m), vec![ActionKind::EncryptedRemoved]);
+        // Inline PGP in text.
+        let (m, t) = run("Content-Type: text/plain\n\nhi\n-----BEGIN PGP MESSAGE-----\n\nhQEMA1234\n-----END PGP MESSAGE-----\nbye\n");
+        assert_eq!(t, "hi\nbye\n");
+        assert_eq!(kinds(&m), vec![ActionKind::EncryptedRemoved]);
+    }
+
+    #[test]
+    fn forwarded_messages_are_sanitised_recursively() {
+        let msg = format!(
+            "From: outer@example.jp\nSubject: Fwd\nContent-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: text/plain; charset=utf-8\n\n転送します。\n--o\nContent-Type: message/rfc822\n\nFrom: =?UTF-8?B?5bGx55Sw?= <inner@example.jp>\nTo: someone@example.jp\nDate: Tue, 2 Jan 2024 10:00:00 +0900\nSubject: =?UTF-8?B?5Lya6K2w44Gu5Lu2?=\nContent-Type: multipart/mixed; boundary=i\n\n--i\nContent-Type: text/html; charset=utf-8\n\n<p>内側の本文</p><script>x()</script>\n--i\nContent-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n{}--i--\n--o--\n",
+            b64(&zip_bytes())
+        );
+        let (m, t) = run(&msg);
+        assert_eq!(
+            t,
+            "転送します。\n\n---------- 転送されたメッセージ / Forwarded message ----------\nFrom: 山田 <inner@example.jp>\nDate: Tue, 2 Jan 2024 10:00:00 +0900\nSubject: 会議の件\nTo: someone@example.jp\n\n内側の本文\n"
+        );
+        let f = action(&m, ActionKind::ForwardedMessage);
+        assert_eq!(f.name.as_deref(), Some("会議の件"));
+        let a = action(&m, ActionKind::AttachmentRemoved);
+        assert_eq!(a.name.as_deref(), Some("a.zip"));
+        assert_eq!(a.detected_type.as_deref(), Some("zip"));
+        assert!(m
+            .actions
+            .iter()
+            .any(|a| a.kind == ActionKind::HtmlConverted));
+        assert_eq!(m.headers.subject.as_deref(), Some("Fwd"));
+        assert_eq!(m.headers.from[0].addr, "outer@example.jp");
+    }
+
+    #[test]
+    fn related_html_is_the_body_and_images_are_removed() {
+        let msg = format!(
+            "Content-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/html\n\n<p>news <img src=\"cid:logo\" alt=\"ロゴ\"></p>\n--r\nContent-Type: image/png\nContent-ID: <logo>\nContent-Transfer-Encoding: base64\n\n{}--r--\n",
+            b64(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+        );
+        let (m, t) = run(&msg);
+        assert_eq!(t, "news ロゴ\n");
+        let a = action(&m, ActionKind::AttachmentRemoved);
+        assert_eq!(a.detected_type.as_deref(), Some("png"));
+        assert_eq!(a.reason, "image: reencode is not available yet, removed");
+    }
+
+    #[test]
+    fn encoded_blocks_and_controls_in_text() {
+        let (m, t) = run("Content-Type: text/plain\n\nsee\nbegin 644 eicar.com\nM6#5/(5`E0$%06S1<4%I8-30H4%XI-T-#*3=])$5)0T%2+5-404Y$05)$+4%.\n`\nend\nbye\u{202E}txt.exe\n");
+        assert_eq!(t, "see\nbyetxt.exe\n");
+        let b = action(&m, ActionKind::EncodedBlockRemoved);
+        assert_eq!(b.name.as_deref(), Some("eicar.com"));
+        assert_eq!(b.declared_type, "uuencode");
+        assert_eq!(
+            action(&m, ActionKind::ControlCharactersRemoved).reason,
+            "1 control character(s) removed, 1 of them bidi controls"
+        );
+    }
+
+    #[test]
+    fn charset_detection_is_reported() {
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS
+            .encode("文字コードの指定がないメールです。日本語の文章が続きます。");
+        let mut msg = b"Subject: x\n\n".to_vec();
+        msg.extend_from_slice(&sjis);
+        let (m, t) = run_cfg(&msg, &SanitizeConfig::default());
+        assert!(t.starts_with("文字コードの指定がない"), "{t}");
+        let a = action(&m, ActionKind::CharsetDetected);
+        assert_eq!(a.detected_type.as_deref(), Some("Shift_JIS"));
+    }
+
+    #[test]
+    fn unknown_transfer_encoding_on_text_is_removed() {
+        let (m, t) = run("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: x-weird\n\nsecret\n--b--\n");
+        assert_eq!(t, "");
+        assert_eq!(
+            action(&m, ActionKind::PartRemoved).reason,
+            "unknown transfer encoding"
+        );
+    }
+
+    #[test]
+    fn large_text_spills_and_large_html_streams() {
+        let cfg = SanitizeConfig {
+            memory_buffer: crate::config::ByteSize(1024),
+            max_html_size: crate::config::ByteSize(1024),
+            ..SanitizeConfig::default()
+        };
+        let line = "日本語のテキスト行です。0123456789\n";
+        let body = line.repeat(50_000);
+        let msg = format!("Content-Type: text/plain; charset=utf-8\n\n{body}");
+        let (m, t) = run_cfg(msg.as_bytes(), &cfg);
+        assert!(m.text.is_spilled());
+        assert_eq!(t, body);
+        assert_eq!(m.text.prefix(3), "日本語");
+
+        let html = format!(
+            "<html><head><style>p{{}}</style></head><body>{}<script>bad()</script><p>end <a href='https://x.example/'>x</a></p></body></html>",
+            "<p>段落です。</p>\n".repeat(500)
+        );
+        let msg = format!("Content-Type: text/html; charset=utf-8\n\n{html}");
+        let (m, t) = run_cfg(msg.as_bytes(), &cfg);
+        assert!(
+            t.starts_with("段落です。\n\n段落です。"),
+            "{:?}",
+            t.chars().take(60).collect::<String>()
+        );
+        assert!(
+            t.ends_with("end x [https://x.example/]\n"),
+            "{:?}",
+            t.chars().rev().take(60).collect::<String>()
+        );
+        assert!(!t.contains("bad()"));
+        let a = action(&m, ActionKind::HtmlConverted);
+        assert!(
+            a.reason.contains("too large for the converter"),
+            "{}",
+            a.reason
+        );
+        assert_eq!(
+            action(&m, ActionKind::LinksRewritten).reason,
+            "1 link(s) rewritten (links = show)"
+        );
+    }
+
+    #[test]
+    fn output_does_not_depend_on_chunking() {
+        let msg = format!(
+            "Subject: =?UTF-8?B?5Lya6K2w?=\nContent-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/plain; charset=iso-2022-jp\n\n\x1b$B$3$s$K$A$O\x1b(B\n--a\nContent-Type: text/html\n\n<p>x</p>\n--a--\n--o\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body https://example.jp/\n--o\nContent-Type: application/zip\nContent-Transfer-Encoding: base64\n\n{}--o--\n",
+            b64(&zip_bytes())
+        );
+        let whole = run(&msg);
+        for size in [1, 2, 7, 64] {
+            let mut s = Sanitiser::new(&SanitizeConfig::default(), None);
+            let mut p = Parser::new(Limits::default());
+            for c in msg.as_bytes().chunks(size) {
+                p.feed(c, &mut s);
+            }
+            let summary = p.finish(&mut s);
+            let mut m = s.finish(summary).unwrap();
+            assert_eq!(m.text.to_string_lossy().unwrap(), whole.1, "chunk {size}");
+            assert_eq!(m.actions, whole.0.actions, "chunk {size}");
+        }
+        assert!(
+            whole.1.starts_with("こんにちは\n\n----------"),
+            "{}",
+            whole.1
+        );
+    }
+
+    fn hand_part(index: usize, parent: Option<usize>, t: &str) -> Part {
+        Part {
+            index,
+            parent,
+            depth: parent.map_or(0, |_| 1),
+            headers: Vec::new(),
+            content_type: crate::mime::ContentType {
+                mime_type: t.into(),
+                params: Vec::new(),
+            },
+            encoding: crate::mime::Encoding::SevenBit,
+            disposition: None,
+            filename: None,
+            content_id: None,
+            flags: Flags::empty(),
+        }
+    }
+
+    #[test]
+    fn odd_event_orders_do_not_panic() {
+        let cfg = SanitizeConfig::default();
+        let mut s = Sanitiser::new(&cfg, None);
+        s.body(b"before any part");
+        s.part_end(&PartEnd {
+            index: 7,
+            ..PartEnd::default()
+        });
+        s.part_start(&hand_part(0, None, "multipart/mixed"));
+        s.body(b"container body is ignored");
+        s.part_start(&hand_part(1, Some(0), "text/plain"));
+        s.body(b"one\n");
+        s.part_start(&hand_part(2, Some(1), "text/plain"));
+        s.body(b"two\n");
+        // Closing the outer part first closes the inner ones.
+        s.part_end(&PartEnd {
+            index: 0,
+            ..PartEnd::default()
+        });
+        s.part_end(&PartEnd {
+            index: 1,
+            ..PartEnd::default()
+        });
+        s.part_start(&hand_part(3, None, "text/plain"));
+        s.body(b"after the root\n");
+        let mut m = s.finish(Summary::default()).unwrap();
+        let t = m.text.to_string_lossy().unwrap();
+        assert!(t.contains("one"), "{t:?} {:?}", m.actions);
+        // Never closed at all: finish closes it.
+        let mut s = Sanitiser::new(&cfg, None);
+        s.part_start(&hand_part(0, None, "multipart/alternative"));
+        s.part_start(&hand_part(1, Some(0), "text/plain"));
+        s.body(b"open\n");
+        let mut m = s.finish(Summary::default()).unwrap();
+        assert_eq!(m.text.to_string_lossy().unwrap(), "open\n");
     }
 
     #[test]

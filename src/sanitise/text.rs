@@ -6,13 +6,15 @@
 //! through in constant memory. For each line:
 //!
 //! - line ends become `\n` (CRLF, LF and a lone CR all end a line); a line longer than
-//!   [`MAX_LINE`] is cut into pieces;
+//!   [`MAX_LINE`] is cut into pieces; blank lines at the start and the end are dropped (and
+//!   lines of only white space become empty);
 //! - NUL and other control characters (except TAB) are removed and counted, and so are the
 //!   invisible characters that make text lie about itself: bidi embeddings, overrides and
 //!   isolates (U+202A–U+202E, U+2066–U+2069, the LRM/RLM/ALM marks), zero-width no-break space
 //!   and line/paragraph separators;
 //! - encoded objects hiding in the text are removed: uuencode blocks (`begin 644 name` …
-//!   `end`, also `begin-base64`), BinHex 4.0 blocks, runs of base64-looking lines, long base64
+//!   `end`, also `begin-base64`), yEnc blocks (`=ybegin` … `=yend`), BinHex 4.0 blocks,
+//!   quoted-printable encoded binary (lines of `=00`-style escapes of control octets), runs of base64-looking lines, long base64
 //!   runs inside a line, armored PGP messages (encrypted), PGP signatures (the signed text is
 //!   kept, de-dash-escaped) and PGP key blocks. A receiving client or a curious user must not be
 //!   able to turn the clean text back into the attachment that was removed;
@@ -46,7 +48,10 @@ const MAX_BLOCKS: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
     Uuencode,
+    YEnc,
     BinHex,
+    /// Quoted-printable encoded binary (control octets written as `=00`, `=1F`, ...).
+    QuotedPrintable,
     Base64,
     PgpKey,
     /// A long base64 run inside a line of text.
@@ -57,6 +62,8 @@ impl BlockKind {
     pub fn as_str(self) -> &'static str {
         match self {
             BlockKind::Uuencode => "uuencode",
+            BlockKind::YEnc => "yenc",
+            BlockKind::QuotedPrintable => "quoted-printable",
             BlockKind::BinHex => "binhex",
             BlockKind::Base64 => "base64",
             BlockKind::PgpKey => "pgp-key-block",
@@ -121,6 +128,9 @@ pub struct Normaliser {
     signed: bool,
     stats: TextStats,
     scratch: String,
+    /// Blank lines not yet written: written before the next non-blank line, dropped at the
+    /// start and at the end of the text.
+    blanks: u64,
 }
 
 #[derive(Debug)]
@@ -154,6 +164,7 @@ enum DropKind {
     Uu,
     UuBase64,
     BinHex { started: bool },
+    QpBinary,
     Armor { end: &'static str },
 }
 
@@ -216,6 +227,7 @@ impl Normaliser {
             signed: false,
             stats: TextStats::default(),
             scratch: String::new(),
+            blanks: 0,
         }
     }
 
@@ -434,6 +446,16 @@ impl Normaliser {
                             return self.normal(l, out);
                         }
                     }
+                    DropKind::QpBinary => {
+                        if qp_binary_escapes(t) >= QP_BINARY_ESCAPES
+                            || (t.ends_with('=') && qp_binary_escapes(t) > 0)
+                        {
+                            add(&mut d);
+                        } else {
+                            self.finish_drop(d);
+                            return self.normal(l, out);
+                        }
+                    }
                     DropKind::Armor { end } => {
                         add(&mut d);
                         if t.starts_with(end) {
@@ -498,11 +520,41 @@ impl Normaliser {
             };
             return Ok(());
         }
+        if let Some(rest) = t.strip_prefix("=ybegin ") {
+            let name = rest
+                .split_once("name=")
+                .map(|(_, n)| n.trim().to_string())
+                .filter(|n| !n.is_empty());
+            self.state = State::Drop(Dropping {
+                kind: DropKind::Armor { end: "=yend" },
+                block: Some(Block {
+                    kind: BlockKind::YEnc,
+                    name,
+                    detected: None,
+                    bytes: l.len() as u64 + 1,
+                }),
+                blanks: 0,
+            });
+            return Ok(());
+        }
         if t.contains("(This file must be converted with BinHex") {
             self.state = State::Drop(Dropping {
                 kind: DropKind::BinHex { started: false },
                 block: Some(Block {
                     kind: BlockKind::BinHex,
+                    name: None,
+                    detected: None,
+                    bytes: l.len() as u64 + 1,
+                }),
+                blanks: 0,
+            });
+            return Ok(());
+        }
+        if qp_binary_escapes(t) >= QP_BINARY_ESCAPES {
+            self.state = State::Drop(Dropping {
+                kind: DropKind::QpBinary,
+                block: Some(Block {
+                    kind: BlockKind::QuotedPrintable,
                     name: None,
                     detected: None,
                     bytes: l.len() as u64 + 1,
@@ -568,8 +620,15 @@ impl Normaliser {
                 l = r;
             }
         }
-        if !self.stats.nonblank && l.chars().any(|c| !c.is_whitespace()) {
-            self.stats.nonblank = true;
+        if l.chars().all(char::is_whitespace) {
+            if self.stats.nonblank {
+                self.blanks += 1;
+            }
+            return Ok(());
+        }
+        self.stats.nonblank = true;
+        for _ in 0..std::mem::take(&mut self.blanks) {
+            out.push_str("\n")?;
         }
         let l: Cow<str> = if l.len() >= INLINE_RUN {
             remove_inline_runs(l, self.lang, &mut self.stats)
@@ -712,6 +771,29 @@ fn is_uu_line(l: &str) -> bool {
     rest.len() <= expected + 3 && (n == 0 || !rest.is_empty())
 }
 
+/// A line with this many quoted-printable escapes of control octets is encoded binary.
+const QP_BINARY_ESCAPES: usize = 3;
+
+/// Counts `=XX` escapes of control octets (other than TAB, CR, LF) in a line: text encoded as
+/// quoted-printable has none, binary has them everywhere.
+fn qp_binary_escapes(t: &str) -> usize {
+    let b = t.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut n = 0;
+    for i in memchr::memchr_iter(b'=', b) {
+        if let (Some(h), Some(l)) = (
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            let v = h * 16 + l;
+            if (v < 0x20 && !matches!(v, 0x09 | 0x0A | 0x0D)) || v == 0x7F {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 fn is_binhex_line(t: &str) -> bool {
     const ALPHABET: &[u8] = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr:";
     t.bytes().all(|b| ALPHABET.contains(&b))
@@ -840,8 +922,10 @@ mod tests {
         assert_eq!(s.bidi_removed, 3);
         assert!(s.nonblank);
         let (t, s) = norm("\r\n\r\n  \r\n");
-        assert_eq!(t, "\n\n  \n");
+        assert_eq!(t, "");
         assert!(!s.nonblank);
+        let (t, _) = norm("\n\na\n  \n\nb\n\n\n");
+        assert_eq!(t, "a\n\n\nb\n");
         norm_split("a\r\nb\rc\n\rd\u{0}e\r\n日本語\r");
     }
 
@@ -926,6 +1010,24 @@ mod tests {
         let (t, s) = norm(b64);
         assert_eq!(t, "ok\n");
         assert_eq!(s.blocks[0].name.as_deref(), Some("a.zip"));
+    }
+
+    #[test]
+    fn yenc_blocks_are_removed() {
+        let input = "text\n=ybegin line=128 size=186 name=eicar.zip\nzu-.>*,*2*;t\u{b8}s\n=yend size=186\nafter\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, "text\nafter\n");
+        assert_eq!(s.blocks[0].kind, BlockKind::YEnc);
+        assert_eq!(s.blocks[0].name.as_deref(), Some("eicar.zip"));
+        norm_split(input);
+    }
+
+    #[test]
+    fn quoted_printable_binary_is_removed() {
+        let input = "text\nPK=03=04=14=00=02=00=08=00=11J=8EI<=CFQhF=00=00=00D=00=00=00=\n=09=00=00=00eicar.com=8B0=F5W\nafter =E3=81=82 stays\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, "text\nafter =E3=81=82 stays\n");
+        assert_eq!(s.blocks[0].kind, BlockKind::QuotedPrintable);
     }
 
     #[test]

@@ -1,0 +1,336 @@
+//! Parser → sanitiser over small messages and over the noxxi "MIME is broken" corpus.
+//!
+//! The noxxi `hide-content.d` mails (372) each hide `eicar.zip` behind a MIME trick; the
+//! `hide-filename.d` mails (176) hide the real name of a zip. Whatever the trick, the clean
+//! text must not carry the file: not the EICAR string, and not the zip in any decoding a
+//! reader could apply to the text (base64 runs, also joined across lines and quote markers;
+//! quoted-printable; uuencode). The corpus is GPL: it is read from `../shared/corpora` (or
+//! `$MUGAIKA_CORPORA`), never copied here.
+
+use std::path::{Path, PathBuf};
+
+use mugaika::config::SanitizeConfig;
+use mugaika::mime::{Limits, Parser};
+use mugaika::sanitise::{ActionKind, CleanModel, Sanitiser};
+
+const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn corpora() -> PathBuf {
+    std::env::var_os("MUGAIKA_CORPORA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora")))
+}
+
+fn require_corpora() -> bool {
+    std::env::var("MUGAIKA_REQUIRE_CORPORA").is_ok_and(|v| v == "1")
+}
+
+fn sanitise(msg: &[u8], cfg: &SanitizeConfig) -> (CleanModel, String) {
+    let mut s = Sanitiser::new(cfg, None);
+    let mut p = Parser::new(Limits::default());
+    for chunk in msg.chunks(4096) {
+        p.feed(chunk, &mut s);
+    }
+    let summary = p.finish(&mut s);
+    let mut m = s.finish(summary).expect("sanitiser I/O");
+    let t = m.text.to_string_lossy().expect("read text");
+    (m, t)
+}
+
+fn b64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// Lenient base64 (standard and URL alphabets): skips everything else, as many decoders do.
+fn b64_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for &c in s {
+        let Some(v) = b64_value(c) else { continue };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn qp_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'=' {
+            if s.get(i + 1) == Some(&b'\n') {
+                i += 2;
+                continue;
+            }
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(a), Some(b)) = (
+                s.get(i + 1).and_then(|&c| hex(c)),
+                s.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                out.push((a * 16 + b) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn uu_decode(lines: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        let b = l.as_bytes();
+        let Some((&n, rest)) = b.split_first() else {
+            continue;
+        };
+        let n = usize::from(n.wrapping_sub(32) & 63);
+        let mut line = Vec::new();
+        for q in rest.chunks(4) {
+            let v: Vec<u32> = q
+                .iter()
+                .map(|&c| u32::from(c.wrapping_sub(32) & 63))
+                .collect();
+            let g = |i: usize| v.get(i).copied().unwrap_or(0);
+            let w = (g(0) << 18) | (g(1) << 12) | (g(2) << 6) | g(3);
+            line.extend_from_slice(&[(w >> 16) as u8, (w >> 8) as u8, w as u8]);
+        }
+        line.truncate(n);
+        out.extend(line);
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every decoding of `text` a reader could try. Returns what was found, if anything.
+fn hidden_payload(text: &str) -> Option<String> {
+    let bad = |d: &[u8], how: &str| -> Option<String> {
+        if contains(d, EICAR) {
+            return Some(format!("EICAR in {how}"));
+        }
+        if contains(d, b"PK\x03\x04") || contains(d, b"PK\x01\x02") {
+            return Some(format!("zip in {how}"));
+        }
+        None
+    };
+    if let Some(r) = bad(text.as_bytes(), "the text") {
+        return Some(r);
+    }
+    // yEnc, BinHex and uuencode headers mean an encoded file is still there, whatever
+    // charset its bytes were read in.
+    for l in text.lines() {
+        let t = l.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+        if t.starts_with("=ybegin ") || t.contains("(This file must be converted with BinHex") {
+            return Some(format!("encoded file header {t:?}"));
+        }
+        let mut w = t.split(' ');
+        if w.next() == Some("begin")
+            && w.next()
+                .is_some_and(|m| m.len() == 3 && m.bytes().all(|b| b.is_ascii_digit()))
+            && w.next().is_some()
+        {
+            return Some(format!("uuencode header {t:?}"));
+        }
+    }
+    if let Some(r) = bad(&qp_decode(text.as_bytes()), "quoted-printable decoding") {
+        return Some(r);
+    }
+    let trimmed: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            l.trim_start_matches(|c: char| c == '>' || c.is_whitespace())
+                .trim_end()
+        })
+        .collect();
+    let is_b64 = |l: &str| !l.is_empty() && l.bytes().all(|c| b64_value(c).is_some() || c == b'=');
+    // Groups of base64-only lines, broken at other lines; once across blank lines too.
+    for skip_blank in [false, true] {
+        let mut group = String::new();
+        for l in trimmed.iter().chain(std::iter::once(&"<end>")) {
+            if l.is_empty() && skip_blank {
+                continue;
+            }
+            if is_b64(l) {
+                group.push_str(l);
+            } else {
+                if group.len() >= 8 {
+                    if let Some(r) = bad(&b64_decode(group.as_bytes()), "base64 lines") {
+                        return Some(r);
+                    }
+                }
+                group.clear();
+            }
+        }
+    }
+    // Runs inside lines.
+    for l in &trimmed {
+        for run in l.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_".contains(c))) {
+            if run.len() >= 16 {
+                if let Some(r) = bad(&b64_decode(run.as_bytes()), "a base64 run") {
+                    return Some(r);
+                }
+            }
+        }
+    }
+    // uuencode-looking line groups.
+    let uu: Vec<&str> = trimmed
+        .iter()
+        .copied()
+        .filter(|l| l.len() > 1 && l.bytes().all(|c| (0x20..=0x60).contains(&c)))
+        .collect();
+    if let Some(r) = bad(&uu_decode(&uu), "uudecoding") {
+        return Some(r);
+    }
+    None
+}
+
+fn maildir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.is_file());
+    v.sort();
+    v
+}
+
+fn noxxi(sub: &str) -> Option<Vec<PathBuf>> {
+    let dir = corpora().join("noxxi-mime-is-broken").join(sub);
+    let mut files = maildir_files(&dir.join("new"));
+    files.extend(maildir_files(&dir.join("cur")));
+    if files.is_empty() {
+        if require_corpora() {
+            panic!(
+                "MUGAIKA_REQUIRE_CORPORA=1 but {} has no mail",
+                dir.display()
+            );
+        }
+        eprintln!("\n*** SKIP: corpus {} is absent ***\n", dir.display());
+        return None;
+    }
+    Some(files)
+}
+
+#[test]
+fn noxxi_hide_content_never_delivers_eicar() {
+    let Some(files) = noxxi("hide-content.d") else {
+        return;
+    };
+    assert_eq!(files.len(), 372, "the corpus changed");
+    let cfg = SanitizeConfig::default();
+    let mut failures = Vec::new();
+    let (mut removed, mut blocks) = (0, 0);
+    for f in &files {
+        let msg = std::fs::read(f).unwrap();
+        let (m, text) = sanitise(&msg, &cfg);
+        if let Some(why) = hidden_payload(&text) {
+            failures.push(format!("{}: {why}", f.display()));
+        }
+        if m.actions
+            .iter()
+            .any(|a| a.kind == ActionKind::AttachmentRemoved)
+        {
+            removed += 1;
+        }
+        if m.actions
+            .iter()
+            .any(|a| a.kind == ActionKind::EncodedBlockRemoved)
+        {
+            blocks += 1;
+        }
+        if std::env::var_os("NOXXI_DEBUG").is_some()
+            && !m.actions.iter().any(|a| {
+                matches!(
+                    a.kind,
+                    ActionKind::AttachmentRemoved | ActionKind::EncodedBlockRemoved
+                )
+            })
+        {
+            eprintln!("{}: {:?}\n{text:?}", f.display(), m.actions);
+        }
+    }
+    eprintln!(
+        "noxxi hide-content: {} mails, {removed} with an attachment removed, {blocks} with an encoded block removed from text",
+        files.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} leaks:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn noxxi_hide_filename_attachments_are_removed() {
+    let Some(files) = noxxi("hide-filename.d") else {
+        return;
+    };
+    let cfg = SanitizeConfig::default();
+    let mut failures = Vec::new();
+    let mut removed = 0;
+    for f in &files {
+        let msg = std::fs::read(f).unwrap();
+        let (m, text) = sanitise(&msg, &cfg);
+        if let Some(why) = hidden_payload(&text) {
+            failures.push(format!("{}: {why}", f.display()));
+        }
+        // Whatever the name trick, what was declared an attachment is removed and reported.
+        if m.actions
+            .iter()
+            .any(|a| a.kind == ActionKind::AttachmentRemoved)
+        {
+            removed += 1;
+        } else {
+            eprintln!(
+                "{}: no attachment removed: {:?}\n{text:?}",
+                f.display(),
+                m.actions
+            );
+        }
+    }
+    eprintln!(
+        "noxxi hide-filename: {} mails, {removed} with an attachment removed",
+        files.len()
+    );
+    assert_eq!(removed, files.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_itself_finds_hidden_payloads() {
+    use base64::Engine;
+    let zip = b"PK\x03\x04\x14\x00\x02\x00\x08\x00rest-of-a-zip";
+    let enc = base64::engine::general_purpose::STANDARD.encode(zip);
+    assert!(hidden_payload(&format!("hello\n{enc}\n")).is_some());
+    let split: String = enc
+        .as_bytes()
+        .chunks(4)
+        .map(|c| format!("> {}\n\n", std::str::from_utf8(c).unwrap()))
+        .collect();
+    assert!(hidden_payload(&split).is_some());
+    assert!(hidden_payload(&format!("x {} y", std::str::from_utf8(EICAR).unwrap())).is_some());
+    assert!(hidden_payload("PK=03=04 in qp").is_some());
+    assert!(hidden_payload("=ybegin line=128 size=186 name=eicar.zip\nxx\n=yend\n").is_some());
+    assert!(hidden_payload("お世話になっております。\nhttps://example.com/a?b=c\n").is_none());
+}
