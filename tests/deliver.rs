@@ -920,3 +920,56 @@ async fn an_unreadable_clean_message_never_ends_the_data() {
     let reply = env.recipients[0].last_reply.clone().unwrap();
     assert!(reply.contains("cannot read the clean message"), "{reply}");
 }
+
+/// Delivery throughput from the spool to Postfix's `smtp-sink` (a real peer), e.g.
+/// `cargo test --release --test deliver -- --ignored --nocapture delivery_throughput`.
+/// MUGAIKA_BENCH_N (default 2000) messages of 26 KB, `delivery.concurrency` 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn delivery_throughput_to_postfix_smtp_sink() {
+    let Some(bin) = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: Postfix smtp-sink not installed");
+        return;
+    };
+    let n: usize = std::env::var("MUGAIKA_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let hop = free_port();
+    let mut sink = std::process::Command::new(bin)
+        .args(["-c", "-u", "nobody", &hop.to_string(), "256"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(d.path()).unwrap());
+    let mut body = CLEAN.to_vec();
+    while body.len() < 26 * 1024 {
+        body.extend_from_slice(b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTU\r\n");
+    }
+    for i in 0..n {
+        enqueue(
+            &spool,
+            "alice@example.com",
+            &[&format!("u{i}@city.example.lg.jp")],
+            &body,
+        );
+    }
+    let mut cfg = config(hop);
+    cfg.delivery.concurrency = 8;
+    let t = Instant::now();
+    let m = start(cfg, spool.clone());
+    wait_for("queue empty", 600, || queue_is_empty(d.path())).await;
+    let wall = t.elapsed();
+    m.stop().await;
+    let _ = sink.kill();
+    let _ = sink.wait();
+    println!(
+        "delivered {n} messages of {} bytes in {wall:?}: {:.0} msgs/s",
+        body.len(),
+        n as f64 / wall.as_secs_f64()
+    );
+}

@@ -42,6 +42,8 @@ use crate::config::{Config, DeliveryTls};
 
 /// Idle pooled connections older than this are not reused (servers time idle clients out).
 const POOL_IDLE_MAX: Duration = Duration::from_secs(30);
+/// How long a QUIT may take when a connection is closed.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
 /// Chunk size when streaming the clean message.
 const CHUNK: usize = 64 << 10;
 /// Longest reply text kept in the envelope and the DSN.
@@ -514,7 +516,7 @@ impl Client {
             DeliveryTls::Opportunistic if !try_tls || !conn.can_starttls() => {}
             DeliveryTls::Opportunistic | DeliveryTls::Required => {
                 if !conn.can_starttls() {
-                    conn.abort().await;
+                    quit(&mut conn).await;
                     return Err(fail("STARTTLS required but not offered by", &"no STARTTLS"));
                 }
                 let params = self
@@ -528,7 +530,7 @@ impl Client {
         }
         if let Some(creds) = &self.credentials {
             if !conn.is_encrypted() && self.tls != DeliveryTls::None {
-                conn.abort().await;
+                quit(&mut conn).await;
                 return Err(fail(
                     "refusing AUTH over an unencrypted connection to",
                     &"no TLS",
@@ -538,7 +540,7 @@ impl Client {
                 .auth(&[Mechanism::Plain, Mechanism::Login], creds)
                 .await
             {
-                conn.abort().await;
+                quit(&mut conn).await;
                 return Err(fail("AUTH at", &e));
             }
         }
@@ -555,13 +557,13 @@ impl Client {
             };
             let Some(mut p) = pooled else { break };
             if p.since.elapsed() > POOL_IDLE_MAX {
-                p.conn.smtp.abort().await;
+                quit(&mut p.conn.smtp).await;
                 continue;
             }
             if p.conn.smtp.command("RSET\r\n").await.is_ok() {
                 return Ok((p.conn, true));
             }
-            p.conn.smtp.abort().await;
+            quit(&mut p.conn.smtp).await;
         }
         match self.connect(hop, true).await {
             Ok(c) => Ok((c, false)),
@@ -608,12 +610,12 @@ impl Client {
                 if reusable {
                     self.checkin(hop, conn);
                 } else {
-                    conn.smtp.abort().await;
+                    quit(&mut conn.smtp).await;
                 }
                 Ok(outcomes)
             }
             Err(e) => {
-                conn.smtp.abort().await;
+                quit(&mut conn.smtp).await;
                 let note = if reused { " (pooled connection)" } else { "" };
                 Err(TempFailure(format!("{}{note}", e.0)))
             }
@@ -765,6 +767,12 @@ impl Client {
             .collect();
         Ok((out, reusable))
     }
+}
+
+/// Closes a connection politely (QUIT) but never waits long for it: lettre's `abort` waits for
+/// the QUIT reply under the full command timeout, which a hung next hop would spend in vain.
+async fn quit(conn: &mut AsyncSmtpConnection) {
+    let _ = tokio::time::timeout(QUIT_WAIT, conn.abort()).await;
 }
 
 fn has_8bit(path: &Path) -> io::Result<bool> {
