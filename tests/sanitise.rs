@@ -334,3 +334,69 @@ fn the_checker_itself_finds_hidden_payloads() {
     assert!(hidden_payload("=ybegin line=128 size=186 name=eicar.zip\nxx\n=yend\n").is_some());
     assert!(hidden_payload("お世話になっております。\nhttps://example.com/a?b=c\n").is_none());
 }
+
+/// Realistic municipal mail from `genmail.py`: every kind sanitises, HTML newsletters become
+/// readable Japanese text without their scripts and trackers, attachments are reported.
+#[test]
+fn genmail_samples() {
+    let dir = std::env::temp_dir().join(format!("mugaika-sanitise-genmail-{}", std::process::id()));
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/genmail.py");
+    let ok = std::process::Command::new("python3")
+        .arg(tool)
+        .arg(&dir)
+        .args(["--count", "40"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if require_corpora() {
+            panic!("MUGAIKA_REQUIRE_CORPORA=1 but genmail.py could not run");
+        }
+        eprintln!("\n*** SKIP: python3 or {tool} unavailable ***\n");
+        return;
+    }
+    let cfg = SanitizeConfig::default();
+    let mut files: Vec<PathBuf> = maildir_files(&dir);
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    assert!(files.len() >= 40);
+    for f in &files {
+        let msg = std::fs::read(f).unwrap();
+        let (m, text) = sanitise(&msg, &cfg);
+        if std::env::var_os("GENMAIL_DUMP").is_some() {
+            eprintln!("==== {}\n{text}\n{:#?}", f.display(), m.actions);
+        }
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(hidden_payload(&text).is_none(), "{name}");
+        assert!(
+            m.headers.subject.is_some() && !m.headers.from.is_empty(),
+            "{name}"
+        );
+        if name.contains("html") {
+            // multipart/alternative: the plain version is kept, the HTML one dropped, its
+            // inline images reported.
+            assert!(text.contains("市民課"), "{name}: {text}");
+            assert!(
+                m.actions
+                    .iter()
+                    .any(|a| a.kind == ActionKind::AlternativeReduced),
+                "{name}"
+            );
+            assert!(
+                !text.contains("document.cookie") && !text.contains("tracker.example"),
+                "{name}"
+            );
+        }
+        if ["docm", "zip", "pdf", "image", "large"]
+            .iter()
+            .any(|k| name.contains(k))
+        {
+            assert!(
+                m.actions
+                    .iter()
+                    .any(|a| a.kind == ActionKind::AttachmentRemoved),
+                "{name}: {:#?}",
+                m.actions
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -152,9 +152,9 @@ pub fn render_rich(html: &str, policy: LinkPolicy) -> Result<(String, u64), html
                 if let Some((target, text)) = current.take() {
                     let (suffix, counted) = links::link_suffix(&text, &target, policy);
                     count += u64::from(counted);
-                    // A link ending at a line start belongs to the previous line.
+                    // A link ending at a line start belongs to the previous text line.
                     let dst = if first {
-                        out.last_mut()
+                        out.iter_mut().rev().find(|l| !l.is_empty())
                     } else {
                         Some(&mut cur)
                     };
@@ -184,7 +184,7 @@ pub fn render_rich(html: &str, policy: LinkPolicy) -> Result<(String, u64), html
     if let Some((target, text)) = current.take() {
         let (suffix, counted) = links::link_suffix(&text, &target, policy);
         count += u64::from(counted);
-        if let Some(last) = out.last_mut() {
+        if let Some(last) = out.iter_mut().rev().find(|l| !l.is_empty()) {
             last.push_str(&suffix);
         }
     }
@@ -774,6 +774,14 @@ mod tests {
         let js = "<a href=\"javascript:alert(1)\">click</a> <a href='data:text/html;base64,PHNjcmlwdD4='>x</a>";
         let t = render_rich(js, LinkPolicy::Show).unwrap().0;
         assert!(!t.contains("javascript") && !t.contains("data:"), "{t}");
+        // A link ending a paragraph keeps its target on its own line.
+        let t = render_rich(
+            "<p>a <a href=\"https://b.example/\">b</a></p><table><tr><td>1</td></tr></table>",
+            LinkPolicy::Show,
+        )
+        .unwrap()
+        .0;
+        assert!(t.starts_with("a b [https://b.example/]\n"), "{t}");
         // A link wrapped over two lines gets its target once, after its end.
         let long = format!(
             "<p><a href=\"https://a.example/\">{}</a> tail</p>",

@@ -121,8 +121,11 @@ enum Kind {
 #[derive(Debug)]
 struct Container {
     kind: ContainerKind,
-    /// Children are dropped without a word (inside an encrypted or discarded part).
+    /// Children are dropped without a word (inside encrypted content).
     silent: bool,
+    /// Inside an alternative that is not used: text is dropped unread, attachments are
+    /// still reported as removed.
+    discarding: bool,
     /// Whether text children are body text.
     body: bool,
     out: TextOut,
@@ -309,6 +312,9 @@ impl Sanitiser {
         if c.silent {
             return Mode::Silent;
         }
+        if c.discarding {
+            return Mode::DiscardInner;
+        }
         match c.kind {
             ContainerKind::Mixed | ContainerKind::Message => Mode::Normal { body: c.body },
             ContainerKind::Alternative => {
@@ -355,6 +361,7 @@ impl Sanitiser {
         Container {
             kind,
             silent,
+            discarding: false,
             body,
             out: TextOut {
                 buf: self.set.buffer(part.depth),
@@ -467,7 +474,14 @@ impl Sanitiser {
             return;
         };
         if discard {
-            c.discarded.push(p.declared);
+            // An unused multipart/related is the HTML version with its inline images.
+            let label = if p.declared == "multipart/related" {
+                "text/html".to_string()
+            } else {
+                p.declared
+            };
+            c.discarded.push(label);
+            c.actions.extend(p.actions);
             return;
         }
         if c.kind == ContainerKind::Alternative && !c.silent {
@@ -795,8 +809,11 @@ enum Mode {
     },
     /// Dropped without a word (inside encrypted content).
     Silent,
-    /// A later alternative, not needed: dropped, named in the AlternativeReduced action.
+    /// A later alternative, not needed: its text is dropped unread (named in the
+    /// AlternativeReduced action), its attachments still reported.
     Discard,
+    /// Inside such an alternative.
+    DiscardInner,
 }
 
 fn empty(frame: &Frame) -> Produced {
@@ -896,7 +913,7 @@ impl Sink for Sanitiser {
         }
         if self.stack.is_empty() && self.root.is_none() {
             self.headers = top_headers(part);
-        } else if parent_is_message && mode != Mode::Silent && mode != Mode::Discard {
+        } else if parent_is_message && matches!(mode, Mode::Normal { .. }) {
             self.forwarded_header(part);
         }
         let label = part.content_type.param("charset").map(str::to_string);
@@ -908,16 +925,31 @@ impl Sink for Sanitiser {
             discard: mode == Mode::Discard,
             kind: Kind::Skip(None),
         };
+        let is_container = part.content_type.is_multipart() || part.content_type.is_message();
         let (plan, body) = match mode {
             Mode::Normal { body } => (policy::plan_part(part, body), body),
-            Mode::Silent | Mode::Discard => {
-                if part.content_type.is_multipart() || part.content_type.is_message() {
+            Mode::Silent => {
+                if is_container {
                     let kind = ContainerKind::Mixed;
                     frame.kind =
                         Kind::Container(Box::new(self.new_container(kind, part, true, false)));
                 }
                 self.stack.push(frame);
                 return;
+            }
+            Mode::Discard | Mode::DiscardInner => {
+                if is_container {
+                    let mut c = self.new_container(ContainerKind::Mixed, part, false, false);
+                    c.discarding = true;
+                    frame.kind = Kind::Container(Box::new(c));
+                    self.stack.push(frame);
+                    return;
+                }
+                if part.content_type.main_type() == "text" {
+                    self.stack.push(frame);
+                    return;
+                }
+                (policy::plan_part(part, false), false)
             }
         };
         frame.kind = match plan {
