@@ -56,7 +56,7 @@ use super::{ContentType, Encoding, Flags, Header, Limits, Part, PartEnd, Sink, S
 /// of every `feed`).
 const FLUSH_AT: usize = 32 << 10;
 /// Most distinct boundaries one multipart accepts as its delimiter.
-const MAX_BOUNDARIES: usize = 4;
+const MAX_BOUNDARIES: usize = 8;
 /// What one header field costs against `max_header_size` beyond its octets (the `Header`
 /// itself), so that a block of many tiny fields is bounded too.
 const FIELD_OVERHEAD: usize = 32;
@@ -183,6 +183,8 @@ pub struct Parser {
     cr_run: u64,
     /// The next line piece continues a line already partly processed.
     cont: bool,
+    /// The line being continued was a delimiter: drop its remaining pieces.
+    discard_line: bool,
     /// Line break kinds seen (bits of [`Eol::bit`]).
     eol_kinds: u8,
     /// Input octets processed as lines.
@@ -222,6 +224,7 @@ impl Parser {
             buf: Vec::new(),
             cr_run: 0,
             cont: false,
+            discard_line: false,
             eol_kinds: 0,
             offset: 0,
             mode: Mode::Headers(Box::new(block)),
@@ -416,17 +419,21 @@ impl Parser {
         if eol == Eol::Piece && at_start {
             self.note(Flags::LINE_TOO_LONG);
         }
-        if at_start && eol != Eol::Piece && line.starts_with(b"--") && !self.stack.is_empty() {
-            match self.match_boundary(line) {
-                Some((k, close)) => {
-                    self.boundary(k, close, sink);
-                    return;
+        if !at_start && self.discard_line {
+            // The rest of an over-long delimiter line: ignored like the rest of any delimiter.
+            self.discard_line = eol == Eol::Piece;
+            return;
+        }
+        if at_start && line.starts_with(b"--") && !self.stack.is_empty() {
+            if let Some((k, close, exact)) = self.match_boundary(line) {
+                if !exact {
+                    // `--b junk`: a delimiter by RFC 2046, but not to a reader that wants the
+                    // line to be exactly the boundary.
+                    self.note(Flags::BOUNDARY_LIKE_LINE);
                 }
-                None => {
-                    if self.boundary_like(line) {
-                        self.note(Flags::BOUNDARY_LIKE_LINE);
-                    }
-                }
+                self.discard_line = eol == Eol::Piece;
+                self.boundary(k, close, sink);
+                return;
             }
         }
         match self.mode {
@@ -436,34 +443,60 @@ impl Parser {
         }
     }
 
-    /// The stack position of the innermost multipart whose boundary `line` is, and whether it
-    /// is the close delimiter.
-    fn match_boundary(&self, line: &[u8]) -> Option<(usize, bool)> {
-        let rest = trim_end(line).get(2..)?;
-        for (k, frame) in self.stack.iter().enumerate().rev() {
-            if let FrameKind::Multipart { boundaries, .. } = &frame.kind {
-                for b in boundaries {
-                    if rest == b.as_slice() {
-                        return Some((k, false));
-                    }
-                    if rest.len() == b.len() + 2 && rest.starts_with(b) && rest.ends_with(b"--") {
-                        return Some((k, true));
-                    }
+    /// Which open multipart's delimiter `line` is: its stack position, whether it is the close
+    /// delimiter, and whether the line is exactly that (trailing whitespace aside).
+    ///
+    /// RFC 2046 5.1.1 matches by prefix ("it is sufficient that the boundary appear in its
+    /// entirety following the CRLF"; the rest of the line is ignored). When several open
+    /// boundaries match, an exact match wins over a prefix one, then the longest boundary,
+    /// then the innermost multipart: so `--bb` is the delimiter of `bb`, never of `b`,
+    /// whichever of the two is nested in the other.
+    fn match_boundary(&self, line: &[u8]) -> Option<(usize, bool, bool)> {
+        let rest = line.get(2..)?;
+        let mut best: Option<((bool, usize, usize), bool)> = None;
+        for (k, frame) in self.stack.iter().enumerate() {
+            let FrameKind::Multipart { boundaries, .. } = &frame.kind else {
+                continue;
+            };
+            for b in boundaries {
+                let Some(tail) = rest.strip_prefix(b.as_slice()) else {
+                    continue;
+                };
+                let (close, after) = match tail.strip_prefix(b"--") {
+                    Some(after) => (true, after),
+                    None => (false, tail),
+                };
+                let exact = trim_end(after).is_empty();
+                let rank = (exact, b.len(), k);
+                if best.is_none_or(|(r, _)| rank > r) {
+                    best = Some((rank, close));
                 }
             }
         }
-        None
+        best.map(|((exact, _, k), close)| (k, close, exact))
     }
 
-    /// `line` starts with an open boundary without being one (`--b-`, `--b x`).
-    fn boundary_like(&self, line: &[u8]) -> bool {
-        let rest = line.get(2..).unwrap_or_default();
-        self.stack.iter().any(|f| match &f.kind {
-            FrameKind::Multipart { boundaries, .. } => {
-                boundaries.iter().any(|b| rest.starts_with(b))
+    /// Whether a body line holds `--boundary` of an open multipart other than at its start:
+    /// a reader that matches boundaries anywhere in a line (some do) would cut the part there.
+    fn boundary_inside(&self, line: &[u8]) -> bool {
+        let mut from = 1;
+        while let Some(i) = line
+            .get(from..)
+            .and_then(|l| memchr::memmem::find(l, b"--"))
+        {
+            let at = line.get(from + i + 2..).unwrap_or_default();
+            let hit = self.stack.iter().any(|f| match &f.kind {
+                FrameKind::Multipart { boundaries, .. } => {
+                    boundaries.iter().any(|b| at.starts_with(b))
+                }
+                FrameKind::Message => false,
+            });
+            if hit {
+                return true;
             }
-            FrameKind::Message => false,
-        })
+            from += i + 1;
+        }
+        false
     }
 
     /// A delimiter (or close delimiter) of the multipart at stack position `k`.
@@ -711,6 +744,18 @@ impl Parser {
             }
             leaf.probe = line.starts_with(b"--");
         }
+        if !leaf.flags.contains(Flags::BOUNDARY_LIKE_LINE)
+            && line.len() > 3
+            && !self.stack.is_empty()
+            && self.boundary_inside(line)
+        {
+            if let Mode::Body(leaf) = &mut self.mode {
+                leaf.flags.insert(Flags::BOUNDARY_LIKE_LINE);
+            }
+        }
+        let Mode::Body(leaf) = &mut self.mode else {
+            return;
+        };
         let pending = leaf.pending;
         write_break(leaf, pending, &mut self.out);
         leaf.pending = match eol {
@@ -900,26 +945,38 @@ impl Parser {
         if content_type.is_multipart() {
             // Every boundary any multipart Content-Type field declares.
             let mut boundaries: Vec<Vec<u8>> = Vec::new();
+            let mut declared: Vec<&[u8]> = Vec::new();
             let mut too_long = false;
             for (_, f) in fields
                 .iter()
                 .filter(|(t, _)| t.as_deref().is_some_and(|t| t.starts_with("multipart/")))
             {
                 for b in f.all_values("boundary") {
-                    let b = trim_end(b.as_bytes());
-                    if b.is_empty() {
+                    let raw = b.as_bytes();
+                    let trimmed = trim_end(raw);
+                    if trimmed.is_empty() {
                         continue;
                     }
-                    if b.len() > self.limits.max_boundary_length {
+                    if raw.len() > self.limits.max_boundary_length {
                         too_long = true;
                         continue;
                     }
-                    if !boundaries.iter().any(|x| x == b) && boundaries.len() < MAX_BOUNDARIES {
-                        boundaries.push(b.to_vec());
+                    if !declared.contains(&trimmed) {
+                        declared.push(trimmed);
+                    }
+                    // A boundary may not end in whitespace (RFC 2046 bcharsnospace), and
+                    // transport padding after a delimiter cannot be told from it: both the
+                    // boundary as declared and without its trailing whitespace delimit.
+                    for cand in [raw, trimmed] {
+                        if !boundaries.iter().any(|x| x == cand)
+                            && boundaries.len() < MAX_BOUNDARIES
+                        {
+                            boundaries.push(cand.to_vec());
+                        }
                     }
                 }
             }
-            if boundaries.len() > 1 {
+            if declared.len() > 1 {
                 flags.insert(Flags::DUPLICATE_BOUNDARY);
             }
             if self.stack.iter().any(|fr| match &fr.kind {
@@ -1424,11 +1481,59 @@ mod tests {
     }
 
     #[test]
-    fn boundary_like_lines_are_flagged() {
-        let (r, s) =
-            parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n\ntext\n--b-\n--bx\n--b--\n");
-        assert_eq!(r.body_of(1).unwrap(), "body \"text\\n--b-\\n--bx\"");
+    fn delimiters_match_by_prefix() {
+        // RFC 2046 5.1.1: the rest of a delimiter line is ignored (and flagged here).
+        let (r, s) = parse(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b junk\n\nfirst\n--b-\n\nsecond\n\
+             --bx\n\nthird\n--b-- trailing\nepilogue\n",
+        );
+        assert_eq!(
+            r.types(),
+            vec![
+                "multipart/mixed",
+                "  text/plain",
+                "  text/plain",
+                "  text/plain"
+            ]
+        );
+        assert_eq!(r.body_of(3).unwrap(), "body \"third\"");
         assert!(s.flags.contains(Flags::BOUNDARY_LIKE_LINE));
+        assert!(!r.end(0).flags.contains(Flags::MISSING_FINAL_BOUNDARY));
+        // Exact beats prefix, then the longest boundary: `--bbX` belongs to `bb` even when
+        // `b` is the inner one.
+        let (r, _) = parse(
+            "Content-Type: multipart/mixed; boundary=bb\n\n--bb\n\
+             Content-Type: multipart/mixed; boundary=b\n\n--b\n\ninner\n--bbX\n\nouter\n--bb--\n",
+        );
+        assert_eq!(
+            r.types(),
+            vec![
+                "multipart/mixed",
+                "  multipart/mixed",
+                "    text/plain",
+                "  text/plain"
+            ]
+        );
+        assert_eq!(r.body_of(3).unwrap(), "body \"outer\"");
+        // Not at the start of a line: not a delimiter, but flagged (some readers cut there).
+        let (r, s) =
+            parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n\ntext --b\n --b\n--b--\n");
+        assert_eq!(r.body_of(1).unwrap(), "body \"text --b\\n --b\"");
+        assert!(s.flags.contains(Flags::BOUNDARY_LIKE_LINE));
+        let (_, s) =
+            parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n\nplain -- text\n--b--\n");
+        assert!(s.flags.is_empty(), "{:?}", s.flags.names());
+        // An over-long delimiter line: its remaining pieces are dropped with it.
+        let limits = Limits {
+            max_line_length: 1000,
+            ..Limits::default()
+        };
+        let mut msg = b"Content-Type: multipart/mixed; boundary=b\n\n--b".to_vec();
+        msg.extend(std::iter::repeat_n(b'x', 5000));
+        msg.extend_from_slice(b"\nContent-Type: text/html\n\n<p>\n--b--\n");
+        let (r, _) = parse_with(&msg, limits);
+        assert_eq!(r.types(), vec!["multipart/mixed", "  text/html"]);
+        assert_eq!(r.body_of(1).unwrap(), "body \"<p>\"");
     }
 
     #[test]
@@ -1661,7 +1766,7 @@ mod tests {
         };
         let msg = b"Subject: 0123456789abcdefghijklmnopqrstuvwxyz\nContent-Type: multipart/mixed; boundary=b\n\n\
                     --b\nContent-Transfer-Encoding: base64\n\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n\
-                    --b\n\n--b this is not a boundary at all\n0123456789\n--b--\n";
+                    --b\n\nit is --b not a boundary at all\n0123456789\n--b--\n";
         let (r, s) = parse_with(msg, limits);
         assert_eq!(
             r.part(0).header("subject").unwrap().value,
@@ -1674,7 +1779,7 @@ mod tests {
         assert_eq!(r.body_of(1).unwrap(), "body \"ABCDEFGHIJKLMNOPQRSTUVWXYZ\"");
         assert_eq!(
             r.body_of(2).unwrap(),
-            "body \"--b this is not a boundary at all\\n0123456789\""
+            "body \"it is --b not a boundary at all\\n0123456789\""
         );
         assert!(s.flags.contains(Flags::LINE_TOO_LONG));
     }
@@ -1705,12 +1810,21 @@ mod tests {
         let mut msg = Vec::new();
         for i in 0..5000 {
             msg.extend_from_slice(
-                format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n").as_bytes(),
+                format!("Content-Type: multipart/mixed; boundary=q{i}q\n\n--q{i}q\n").as_bytes(),
             );
         }
         let (r, s) = run(&msg, Limits::default(), usize::MAX);
         assert!(s.flags.contains(Flags::DEPTH_EXCEEDED));
         assert!(r.parts.len() <= Limits::default().max_depth + 1);
+        // Boundaries that prefix each other, nested deep: still bounded.
+        let mut msg = Vec::new();
+        for i in 0..5000 {
+            msg.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n").as_bytes(),
+            );
+        }
+        let (_, s) = run(&msg, Limits::default(), usize::MAX);
+        assert!(s.parts <= Limits::default().max_parts);
         // Many parts.
         let mut msg = b"Content-Type: multipart/mixed; boundary=b\n\n".to_vec();
         for _ in 0..100_000 {
