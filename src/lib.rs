@@ -26,3 +26,4 @@ pub mod verify;
 pub mod smtp;
 pub mod spool;
 pub mod deliver;
+pub mod quarantine;

@@ -8,11 +8,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use mugaika::config::{Config, LogFormat};
+use mugaika::deliver;
 use mugaika::pipeline::{self, Context, Report, SanitizeError};
+use mugaika::quarantine::Quarantine;
+use mugaika::smtp::server;
+use mugaika::spool::Spool;
 
 const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
@@ -161,22 +167,176 @@ fn init_logging(cfg: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
 }
 
+/// Runs the relay: the SMTP server and the queue manager side by side, joined by a channel of
+/// newly committed spool ids, until SIGTERM or SIGINT; then both drain (the server stops
+/// accepting and finishes its sessions, the manager finishes deliveries in flight).
 fn serve(cfg: Config) -> anyhow::Result<()> {
-    let _ = cfg;
-    anyhow::bail!("serve is not available yet")
+    let cfg = Arc::new(cfg);
+    let quarantine = Quarantine::open(&cfg.quarantine.dir)
+        .with_context(|| format!("quarantine {}", cfg.quarantine.dir.display()))?;
+    let spool = Spool::open(&cfg.spool.dir)
+        .with_context(|| format!("spool {}", cfg.spool.dir.display()))?
+        .with_quarantine(quarantine);
+    let spool = Arc::new(spool);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mugaika")
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
+        tracing::info!(
+            listen = ?cfg.server.listen,
+            next_hop = %cfg.delivery.next_hop,
+            spool = %cfg.spool.dir.display(),
+            "mugaika starting"
+        );
+        let manager = tokio::spawn(deliver::run(
+            cfg.clone(),
+            spool.clone(),
+            queued_rx,
+            stopped(stop_rx.clone()),
+        ));
+        let server = tokio::spawn(server::run(
+            cfg.clone(),
+            spool.clone(),
+            queued_tx,
+            stopped(stop_rx.clone()),
+        ));
+        let stop_tx = Arc::new(stop_tx);
+        let signals = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutdown requested: draining sessions and deliveries");
+                let _ = stop_tx.send(true);
+            })
+        };
+        let served = server.await.context("server task")?.context("server");
+        // The server also ends on its own after a bind or TLS error: stop the manager then
+        // too (its deliveries in flight finish or stay queued; nothing is lost).
+        signals.abort();
+        let _ = stop_tx.send(true);
+        manager
+            .await
+            .context("queue manager task")?
+            .context("queue manager")?;
+        tracing::info!("mugaika stopped");
+        served
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn queue(action: QueueAction) -> ExitCode {
-    let _ = action;
-    eprintln!("mugaika: queue is not available yet");
-    ExitCode::from(EX_TEMPFAIL)
+    let config = match &action {
+        QueueAction::List { config } | QueueAction::Flush { config } => config,
+        QueueAction::Remove { config, .. } => config,
+    };
+    let cfg = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let spool = Spool::attach(&cfg.spool.dir)
+            .with_context(|| format!("spool {}", cfg.spool.dir.display()))?;
+        match action {
+            QueueAction::List { .. } => {
+                let entries = deliver::queue_list(&spool)?;
+                let mut out = std::io::stdout().lock();
+                for e in &entries {
+                    let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
+                    writeln!(
+                        out,
+                        "{}  {:>9} bytes  {}  from {}  attempts {}",
+                        e.id,
+                        e.size,
+                        format_ms(e.queued_at),
+                        sender,
+                        e.attempts
+                    )?;
+                    for r in &e.recipients {
+                        let reply = r.last_reply.as_deref().unwrap_or("");
+                        writeln!(
+                            out,
+                            "    {:<9} {}  {}",
+                            format!("{:?}", r.state).to_lowercase(),
+                            r.addr,
+                            reply
+                        )?;
+                    }
+                }
+                writeln!(out, "{} message(s) queued", entries.len())?;
+            }
+            QueueAction::Flush { .. } => {
+                deliver::flush(&spool)?;
+                println!("flush requested: a running server retries every queued message now");
+            }
+            QueueAction::Remove { id, .. } => {
+                deliver::remove(&spool, &id).with_context(|| format!("cannot remove {id}"))?;
+                println!("{id} removed");
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mugaika: {e:#}");
+            ExitCode::from(EX_TEMPFAIL)
+        }
+    }
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time, for listings.
+fn format_ms(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant), enough for a listing without a date crate.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The outcome of one input, for the summary and the report.

@@ -55,6 +55,8 @@ pub struct Spool {
     _lock: Option<File>,
     /// What the start-up recovery found.
     recovered: Recovery,
+    /// Where originals are kept at commit, when the server runs with a quarantine.
+    quarantine: Option<crate::quarantine::Quarantine>,
 }
 
 /// What [`Spool::open`] found and did.
@@ -204,6 +206,7 @@ impl Spool {
             corrupt: dir.join(CORRUPT),
             _lock: lock,
             recovered: Recovery::default(),
+            quarantine: None,
         };
         for d in [&spool.tmp, &spool.queue, &spool.corrupt] {
             create_dir_if_missing(d)?;
@@ -306,8 +309,16 @@ impl Spool {
             clean,
             file,
             queue: self.queue.clone(),
+            quarantine: self.quarantine.clone(),
             done: false,
         })
+    }
+
+    /// Keeps the original of every entry that is committed with a `quarantine_id` in
+    /// `quarantine`, durably, before the commit returns (and so before the 250).
+    pub fn with_quarantine(mut self, quarantine: crate::quarantine::Quarantine) -> Spool {
+        self.quarantine = Some(quarantine);
+        self
     }
 
     /// Ids of the entries in `queue/`, oldest first.
@@ -432,6 +443,7 @@ pub struct Incoming {
     clean: PathBuf,
     file: File,
     queue: PathBuf,
+    quarantine: Option<crate::quarantine::Quarantine>,
     done: bool,
 }
 
@@ -468,6 +480,9 @@ impl Incoming {
             .map_err(|e| ctx(e, "cannot stat", &self.clean))?
             .len();
         drop(clean);
+        if let (Some(q), Some(qid)) = (&self.quarantine, &envelope.quarantine_id) {
+            q.keep(qid, &self.original)?;
+        }
         envelope.id = self.id.clone();
         envelope.queued_at = now_ms();
         let json = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
