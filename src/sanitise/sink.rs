@@ -78,8 +78,6 @@ pub struct Sanitiser {
     stack: Vec<Frame>,
     root: Option<Produced>,
     error: Option<io::Error>,
-    /// Flags of text parts that showed MIME structure inside them.
-    embedded_mime: bool,
 }
 
 /// Text written by a part.
@@ -245,7 +243,6 @@ impl Sanitiser {
             stack: Vec::new(),
             root: None,
             error: None,
-            embedded_mime: false,
         }
     }
 
@@ -713,9 +710,6 @@ impl Sanitiser {
             return self.binary_text(frame, &check, end.decoded_len);
         }
         let actions = self.text_actions(frame, &stats, Some(info), label.as_deref(), 0);
-        if end.flags.contains(Flags::EMBEDDED_MIME) {
-            self.embedded_mime = true;
-        }
         Produced {
             declared: frame.declared.clone(),
             text: Some(TextOut {

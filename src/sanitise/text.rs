@@ -335,7 +335,7 @@ impl Normaliser {
                 let t = l.trim();
                 let block = |bytes: usize| Block {
                     kind: BlockKind::Uuencode,
-                    name: Some(name.clone()),
+                    name: Some(name.clone()).filter(|n| !n.is_empty()),
                     detected: None,
                     bytes: bytes as u64,
                 };
@@ -537,7 +537,7 @@ impl Normaliser {
             });
             return Ok(());
         }
-        if t.contains("(This file must be converted with BinHex") {
+        if t.starts_with("(This file must be converted with BinHex") {
             self.state = State::Drop(Dropping {
                 kind: DropKind::BinHex { started: false },
                 block: Some(Block {
@@ -649,37 +649,38 @@ impl Normaliser {
     }
 }
 
-/// Removes control and invisible characters, counting them. Fast path for clean ASCII.
+/// Removes control and invisible characters, counting them. Allocates only when something
+/// is removed (clean ASCII is checked bytewise first).
 fn clean_line<'a>(raw: &'a str, stats: &mut TextStats) -> Cow<'a, str> {
     if raw.bytes().all(|b| (0x20..0x7F).contains(&b) || b == b'\t') {
         return Cow::Borrowed(raw);
     }
-    let mut out = String::with_capacity(raw.len());
-    let mut changed = false;
-    for c in raw.chars() {
-        if c == '\t' {
-            out.push(c);
-            continue;
-        }
+    let mut out: Option<String> = None;
+    for (i, c) in raw.char_indices() {
         if c == '\u{FFFD}' {
             stats.replacement_chars += 1;
         }
         let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
             | '\u{200E}' | '\u{200F}' | '\u{061C}');
-        if bidi {
-            stats.bidi_removed += 1;
-        }
-        if bidi || c.is_control() || matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}') {
+        let remove = c != '\t'
+            && (bidi || c.is_control() || matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}'));
+        if remove {
+            if bidi {
+                stats.bidi_removed += 1;
+            }
             stats.control_removed += 1;
-            changed = true;
-            continue;
+            out.get_or_insert_with(|| {
+                let mut s = String::with_capacity(raw.len());
+                s.push_str(&raw[..i]);
+                s
+            });
+        } else if let Some(o) = out.as_mut() {
+            o.push(c);
         }
-        out.push(c);
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(raw)
+    match out {
+        Some(o) => Cow::Owned(o),
+        None => Cow::Borrowed(raw),
     }
 }
 
@@ -736,7 +737,8 @@ fn b64_line(t: &str) -> Option<B64Line> {
     Some(m)
 }
 
-/// `begin 644 name` (uuencode) or `begin-base64 644 name` (uuencode -m).
+/// `begin 644 name` (uuencode) or `begin-base64 644 name` (uuencode -m); the name may be
+/// missing.
 fn uu_begin(t: &str) -> Option<(String, bool)> {
     let (rest, base64) = if let Some(r) = t.strip_prefix("begin-base64 ") {
         (r, true)
@@ -745,15 +747,11 @@ fn uu_begin(t: &str) -> Option<(String, bool)> {
     } else {
         return None;
     };
-    let (mode, name) = rest.split_once(' ')?;
+    let (mode, name) = rest.split_once(' ').unwrap_or((rest, ""));
     if !(3..=4).contains(&mode.len()) || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return None;
     }
-    let name = name.trim();
-    if name.is_empty() {
-        return None;
-    }
-    Some((name.to_string(), base64))
+    Some((name.trim().to_string(), base64))
 }
 
 /// A uuencoded data line: a length character, then characters from `' '` to `` ` ``, not
@@ -1004,6 +1002,11 @@ mod tests {
         assert_eq!(s.blocks[0].name.as_deref(), Some("eicar.com"));
         norm_split(input);
         // "begin" followed by prose is prose.
+        let (t, s) = norm(
+            "begin 644 \nM1TE&.#EA%``6`,(``/___\\S__YF9F3,S,P```````````````\"'^3E1H:7,@\nend\n",
+        );
+        assert_eq!(t, "");
+        assert_eq!(s.blocks[0].name, None);
         let prose = "begin 644 tomorrow\nwe meet at noon\n";
         assert_eq!(norm(prose).0, prose);
         let b64 = "begin-base64 644 a.zip\nUEsDBBQAAgAIABFKjkk8z1FoRgAAAEQAAAAJAAAA\n====\nok\n";
