@@ -493,3 +493,26 @@ fn genmail_samples() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Debugging aid: `MUGAIKA_SANITISE_DUMP=DIR cargo test --test sanitise dump -- --nocapture`
+/// prints the text and actions of every `.eml` in DIR. Does nothing otherwise.
+#[test]
+fn dump() {
+    let Some(dir) = std::env::var_os("MUGAIKA_SANITISE_DUMP") else {
+        return;
+    };
+    let cfg = SanitizeConfig::default();
+    let mut files = maildir_files(Path::new(&dir));
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    for f in files {
+        let msg = std::fs::read(&f).unwrap();
+        let (m, text) = sanitise(&msg, &cfg);
+        eprintln!("==== {}\n{text}---- actions", f.display());
+        for a in &m.actions {
+            eprintln!(
+                "  {:?} {:?} {:?} {:?}",
+                a.kind, a.name, a.detected_type, a.reason
+            );
+        }
+    }
+}

@@ -352,8 +352,54 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{180E}')
 }
 
+/// Test helper shared by the modules that write fixed text into the clean message.
+#[cfg(test)]
+pub(crate) mod iso2022jp {
+    /// True when `s` encodes in ISO-2022-JP using only ASCII (without `~` and `\`) and
+    /// JIS X 0208 proper (rows 1-8 and 16-84: no NEC row 13, no IBM rows 89-92, no
+    /// half-width katakana, no JIS-Roman).
+    pub(crate) fn strict_iso2022jp(s: &str) -> Result<(), String> {
+        if s.chars().any(|c| ('\u{FF61}'..='\u{FF9F}').contains(&c)) {
+            return Err("half-width katakana".into());
+        }
+        let (bytes, _, unmappable) = encoding_rs::ISO_2022_JP.encode(s);
+        if unmappable {
+            return Err(format!("unmappable character in {s:?}"));
+        }
+        let b = &bytes[..];
+        let mut i = 0;
+        let mut two_byte = false;
+        while i < b.len() {
+            if b[i] == 0x1B {
+                let seq = b.get(i..i + 3).ok_or("truncated escape")?;
+                match seq {
+                    b"\x1b(B" => two_byte = false,
+                    b"\x1b$B" => two_byte = true,
+                    other => return Err(format!("escape {other:?} in {s:?}")),
+                }
+                i += 3;
+                continue;
+            }
+            if two_byte {
+                let row = b[i].wrapping_sub(0x20);
+                if !((1..=8).contains(&row) || (16..=84).contains(&row)) {
+                    return Err(format!("JIS row {row} in {s:?}"));
+                }
+                i += 2;
+            } else {
+                if b[i] == b'~' || b[i] == b'\\' || b[i] >= 0x80 {
+                    return Err(format!("byte {:#x} in {s:?}", b[i]));
+                }
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::iso2022jp::strict_iso2022jp;
     use super::*;
 
     fn act(kind: ActionKind, name: Option<&str>, reason: &str) -> Action {
@@ -426,47 +472,6 @@ mod tests {
         cs.detected_type = Some("Shift_JIS".into());
         v.push(cs);
         v
-    }
-
-    /// True when `s` encodes in ISO-2022-JP using only ASCII (without `~` and `\`) and
-    /// JIS X 0208 proper (rows 1-8 and 16-84: no NEC row 13, no IBM rows 89-92, no
-    /// half-width katakana, no JIS-Roman).
-    fn strict_iso2022jp(s: &str) -> Result<(), String> {
-        if s.chars().any(|c| ('\u{FF61}'..='\u{FF9F}').contains(&c)) {
-            return Err("half-width katakana".into());
-        }
-        let (bytes, _, unmappable) = encoding_rs::ISO_2022_JP.encode(s);
-        if unmappable {
-            return Err(format!("unmappable character in {s:?}"));
-        }
-        let b = &bytes[..];
-        let mut i = 0;
-        let mut two_byte = false;
-        while i < b.len() {
-            if b[i] == 0x1B {
-                let seq = b.get(i..i + 3).ok_or("truncated escape")?;
-                match seq {
-                    b"\x1b(B" => two_byte = false,
-                    b"\x1b$B" => two_byte = true,
-                    other => return Err(format!("escape {other:?} in {s:?}")),
-                }
-                i += 3;
-                continue;
-            }
-            if two_byte {
-                let row = b[i].wrapping_sub(0x20);
-                if !((1..=8).contains(&row) || (16..=84).contains(&row)) {
-                    return Err(format!("JIS row {row} in {s:?}"));
-                }
-                i += 2;
-            } else {
-                if b[i] == b'~' || b[i] == b'\\' || b[i] >= 0x80 {
-                    return Err(format!("byte {:#x} in {s:?}", b[i]));
-                }
-                i += 1;
-            }
-        }
-        Ok(())
     }
 
     #[test]

@@ -1277,7 +1277,10 @@ mod tests {
         assert_eq!(kinds(&m), vec![ActionKind::EncryptedRemoved]);
         // Inline PGP in text.
         let (m, t) = run("Content-Type: text/plain\n\nhi\n-----BEGIN PGP MESSAGE-----\n\nhQEMA1234\n-----END PGP MESSAGE-----\nbye\n");
-        assert_eq!(t, "hi\nbye\n");
+        assert_eq!(
+            t,
+            "hi\n[mugaika: 暗号化された PGP メッセージを削除しました]\nbye\n"
+        );
         assert_eq!(kinds(&m), vec![ActionKind::EncryptedRemoved]);
     }
 
@@ -1321,7 +1324,10 @@ mod tests {
     #[test]
     fn encoded_blocks_and_controls_in_text() {
         let (m, t) = run("Content-Type: text/plain\n\nsee\nbegin 644 eicar.com\nM6#5/(5`E0$%06S1<4%I8-30H4%XI-T-#*3=])$5)0T%2+5-404Y$05)$+4%.\n`\nend\nbye\u{202E}txt.exe\n");
-        assert_eq!(t, "see\nbyetxt.exe\n");
+        assert_eq!(
+            t,
+            "see\n[mugaika: uuencode 形式のファイル「eicar.com」を削除しました]\nbyetxt.exe\n"
+        );
         let b = action(&m, ActionKind::EncodedBlockRemoved);
         assert_eq!(b.name.as_deref(), Some("eicar.com"));
         assert_eq!(b.declared_type, "uuencode");

@@ -264,9 +264,11 @@ fn sniff_markup(data: &[u8]) -> Option<Detected> {
     None
 }
 
-/// Whether a sample declared as text looks binary: NULs, or many control bytes (ESC, SO and SI
-/// are allowed: ISO-2022-JP uses them). UTF-16 text (BOM, or a declared UTF-16 charset) is
-/// exempt from the NUL rule.
+/// Whether a sample declared as text looks binary: control octets (NUL included; TAB, CR, LF,
+/// FF, ESC, SO and SI are allowed: ISO-2022-JP uses the last three) make up more than 5 % of
+/// it, at least eight of them, or NULs more than 1 % (at least four). A few stray controls are
+/// text with damage (the normaliser removes them); binary data has them everywhere. UTF-16 text
+/// (BOM, or a declared UTF-16 charset) is exempt from the NUL rule.
 pub fn looks_binary(sample: &[u8], utf16: bool) -> bool {
     let utf16 = utf16 || sample.starts_with(b"\xFF\xFE") || sample.starts_with(b"\xFE\xFF");
     if sample.is_empty() {
@@ -282,10 +284,9 @@ pub fn looks_binary(sample: &[u8], utf16: bool) -> bool {
             _ => {}
         }
     }
-    if !utf16 && nul > 0 {
-        return true;
-    }
-    ctrl * 100 > sample.len() * 5 || (ctrl >= 32 && ctrl * 100 > sample.len())
+    let nul = if utf16 { 0 } else { nul };
+    let bad = nul + ctrl;
+    (bad >= 8 && bad * 100 > sample.len() * 5) || (nul >= 4 && nul * 100 > sample.len())
 }
 
 /// Signatures that never occur in text: finding one anywhere in a part declared as text
@@ -428,10 +429,17 @@ mod tests {
     fn binary_looking_samples() {
         assert!(!looks_binary(b"plain text\r\n\tindented\r\n", false));
         assert!(!looks_binary(b"\x1b$B$3$s$K$A$O\x1b(B\r\n", false));
-        assert!(looks_binary(b"text\0with a nul", false));
+        assert!(!looks_binary(b"text\0with a nul and a \x07 bell", false));
+        assert!(looks_binary(
+            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00",
+            false
+        ));
         assert!(!looks_binary(b"\xFF\xFEh\0i\0", false));
         assert!(!looks_binary(b"h\0i\0", true));
         assert!(looks_binary(&[1u8, 2, 3, 4, 5, 6, 7, 8, b'a', b'b'], false));
+        let mut text = "日本語の文章です。".repeat(50).into_bytes();
+        text.extend_from_slice(b"\x00\x07\x08\x7f");
+        assert!(!looks_binary(&text, false));
     }
 
     #[test]

@@ -41,6 +41,7 @@ const MAX_HELD_LINES: usize = 256;
 const MAX_HELD_BYTES: usize = 64 * 1024;
 /// A base64 run inside a line at least this long (with mixed case and digits) is removed.
 pub const INLINE_RUN: usize = 100;
+const PGP_MESSAGE_END: &str = "-----END PGP MESSAGE";
 /// Encoded blocks listed one by one; more are merged into the last entry.
 const MAX_BLOCKS: usize = 100;
 
@@ -283,13 +284,13 @@ impl Normaliser {
             State::Run(run) => {
                 if run.confirmed() {
                     let d = self.confirm(run);
-                    self.finish_drop(d);
+                    self.finish_drop(d, out)?;
                 } else {
                     self.flush_run(run, out)?;
                 }
             }
             State::UuBegin { line, .. } => self.emit(&line, out)?,
-            State::Drop(d) => self.finish_drop(d),
+            State::Drop(d) => self.finish_drop(d, &mut *out)?,
         }
         Ok(self.stats)
     }
@@ -317,7 +318,7 @@ impl Normaliser {
                 } else {
                     if run.confirmed() {
                         let d = self.confirm(run);
-                        self.finish_drop(d);
+                        self.finish_drop(d, out)?;
                     } else {
                         self.flush_run(run, out)?;
                     }
@@ -341,7 +342,7 @@ impl Normaliser {
                 };
                 if base64 {
                     if t == "====" {
-                        self.stats.add_block(block(line.len() + l.len()));
+                        self.record_block(block(line.len() + l.len()), out)?;
                         return Ok(());
                     }
                     if b64_line(t).is_some() {
@@ -354,7 +355,7 @@ impl Normaliser {
                     }
                 } else {
                     if t == "end" {
-                        self.stats.add_block(block(line.len() + l.len()));
+                        self.record_block(block(line.len() + l.len()), out)?;
                         return Ok(());
                     }
                     if is_uu_line(l) {
@@ -387,7 +388,7 @@ impl Normaliser {
                             add(&mut d);
                         } else {
                             let blanks = d.blanks;
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             for _ in 0..blanks {
                                 self.emit("", out)?;
                             }
@@ -397,26 +398,26 @@ impl Normaliser {
                     DropKind::Uu => {
                         if t == "end" {
                             add(&mut d);
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return Ok(());
                         }
                         if t.is_empty() || t == "`" || is_uu_line(l) {
                             add(&mut d);
                         } else {
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return self.normal(l, out);
                         }
                     }
                     DropKind::UuBase64 => {
                         if t == "====" {
                             add(&mut d);
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return Ok(());
                         }
                         if t.is_empty() || b64_line(t).is_some() {
                             add(&mut d);
                         } else {
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return self.normal(l, out);
                         }
                     }
@@ -427,22 +428,22 @@ impl Normaliser {
                             } else if t.starts_with(':') && is_binhex_line(t) {
                                 add(&mut d);
                                 if t.len() > 1 && t.ends_with(':') {
-                                    self.finish_drop(d);
+                                    self.finish_drop(d, out)?;
                                     return Ok(());
                                 }
                                 d.kind = DropKind::BinHex { started: true };
                             } else {
-                                self.finish_drop(d);
+                                self.finish_drop(d, out)?;
                                 return self.normal(l, out);
                             }
                         } else if is_binhex_line(t) && !t.is_empty() {
                             add(&mut d);
                             if t.ends_with(':') {
-                                self.finish_drop(d);
+                                self.finish_drop(d, out)?;
                                 return Ok(());
                             }
                         } else {
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return self.normal(l, out);
                         }
                     }
@@ -452,14 +453,14 @@ impl Normaliser {
                         {
                             add(&mut d);
                         } else {
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return self.normal(l, out);
                         }
                     }
                     DropKind::Armor { end } => {
                         add(&mut d);
                         if t.starts_with(end) {
-                            self.finish_drop(d);
+                            self.finish_drop(d, out)?;
                             return Ok(());
                         }
                     }
@@ -496,7 +497,7 @@ impl Normaliser {
                 self.state = State::PgpHeader;
             } else if rest.starts_with("MESSAGE") {
                 self.stats.pgp_encrypted += 1;
-                self.state = armor("-----END PGP MESSAGE", None);
+                self.state = armor(PGP_MESSAGE_END, None);
             } else if rest.starts_with("SIGNATURE") {
                 self.stats.pgp_signatures += 1;
                 self.signed = false;
@@ -599,10 +600,29 @@ impl Normaliser {
         }
     }
 
-    fn finish_drop(&mut self, d: Dropping) {
-        if let Some(b) = d.block {
-            self.stats.add_block(b);
+    /// A block ends: recorded, and a marker line written where it was.
+    fn finish_drop(&mut self, d: Dropping, out: &mut TextBuffer) -> io::Result<()> {
+        match d.block {
+            Some(b) => self.record_block(b, out),
+            None if d.kind
+                == (DropKind::Armor {
+                    end: PGP_MESSAGE_END,
+                }) =>
+            {
+                let m = match self.lang {
+                    Language::Ja => "[mugaika: 暗号化された PGP メッセージを削除しました]",
+                    Language::En => "[mugaika: encrypted PGP message removed]",
+                };
+                self.emit(m, out)
+            }
+            None => Ok(()),
         }
+    }
+
+    fn record_block(&mut self, b: Block, out: &mut TextBuffer) -> io::Result<()> {
+        let marker = marker(&b, self.lang);
+        self.stats.add_block(b);
+        self.emit(&marker, out)
     }
 
     fn flush_run(&mut self, run: Run, out: &mut TextBuffer) -> io::Result<()> {
@@ -646,6 +666,43 @@ impl Normaliser {
             out.push_str(&l)?;
         }
         out.push_str("\n")
+    }
+}
+
+/// The line written where a block was removed.
+fn marker(b: &Block, lang: Language) -> String {
+    let name = b
+        .name
+        .as_deref()
+        .map(super::notice::safe_name)
+        .filter(|n| !n.is_empty());
+    let found = b.detected.map(|d| format!(" ({d})")).unwrap_or_default();
+    match lang {
+        Language::Ja => {
+            let what = match b.kind {
+                BlockKind::Uuencode => "uuencode 形式のファイル",
+                BlockKind::YEnc => "yEnc 形式のファイル",
+                BlockKind::BinHex => "BinHex 形式のファイル",
+                BlockKind::Base64 | BlockKind::Inline => "base64 で符号化されたデータ",
+                BlockKind::QuotedPrintable => "quoted-printable で符号化されたバイナリ",
+                BlockKind::PgpKey => "PGP 鍵ブロック",
+            };
+            let name = name.map(|n| format!("「{n}」")).unwrap_or_default();
+            let sep = if found.is_empty() { "" } else { " " };
+            format!("[mugaika: {what}{name}{found}{sep}を削除しました]")
+        }
+        Language::En => {
+            let what = match b.kind {
+                BlockKind::Uuencode => "uuencoded file",
+                BlockKind::YEnc => "yEnc file",
+                BlockKind::BinHex => "BinHex file",
+                BlockKind::Base64 | BlockKind::Inline => "base64 data",
+                BlockKind::QuotedPrintable => "quoted-printable binary",
+                BlockKind::PgpKey => "PGP key block",
+            };
+            let name = name.map(|n| format!(" \"{n}\"")).unwrap_or_default();
+            format!("[mugaika: {what}{name}{found} removed]")
+        }
     }
 }
 
@@ -957,7 +1014,11 @@ mod tests {
         for width in [4, 8, 16, 60, 76] {
             let input = format!("本文です。\n\n{}\nおわり\n", b64_lines(&zipish(), width));
             let (t, s) = norm(&input);
-            assert_eq!(t, "本文です。\n\n\nおわり\n", "width {width}");
+            assert_eq!(
+                t,
+                "本文です。\n\n[mugaika: base64 で符号化されたデータ (zip) を削除しました]\n\nおわり\n",
+                "width {width}"
+            );
             assert_eq!(s.blocks.len(), 1, "width {width}");
             assert_eq!(s.blocks[0].kind, BlockKind::Base64);
             assert_eq!(s.blocks[0].detected, Some("zip"), "width {width}");
@@ -966,7 +1027,10 @@ mod tests {
         // A single long line on its own.
         let one = base64::engine::general_purpose::STANDARD.encode(zipish());
         let (t, s) = norm(&format!("x\n{one}\ny\n"));
-        assert_eq!(t, "x\ny\n");
+        assert_eq!(
+            t,
+            "x\n[mugaika: base64 で符号化されたデータ (zip) を削除しました]\ny\n"
+        );
         assert_eq!(s.blocks.len(), 1);
         // Quoted (reply) base64 is still base64.
         let quoted: String = b64_lines(&zipish(), 76)
@@ -974,7 +1038,10 @@ mod tests {
             .map(|l| format!("> {l}\n"))
             .collect();
         let (t, _) = norm(&format!("> hi\n{quoted}"));
-        assert_eq!(t, "> hi\n");
+        assert_eq!(
+            t,
+            "> hi\n[mugaika: base64 で符号化されたデータ (zip) を削除しました]\n"
+        );
         // Blank lines between pieces do not save them.
         let spaced: String = b64_lines(&zipish(), 8)
             .lines()
@@ -996,7 +1063,10 @@ mod tests {
     fn uuencode_blocks_are_removed() {
         let input = "see attached\nbegin 644 eicar.com\nM6#5/(5`E0$%06S1<4%I8-30H4%XI-T-#*3=])$5)0T%2+5-404Y$05)$+4%.\n16TE625-5\n`\nend\nthanks\n";
         let (t, s) = norm(input);
-        assert_eq!(t, "see attached\nthanks\n");
+        assert_eq!(
+            t,
+            "see attached\n[mugaika: uuencode 形式のファイル「eicar.com」を削除しました]\nthanks\n"
+        );
         assert_eq!(s.blocks.len(), 1);
         assert_eq!(s.blocks[0].kind, BlockKind::Uuencode);
         assert_eq!(s.blocks[0].name.as_deref(), Some("eicar.com"));
@@ -1005,13 +1075,16 @@ mod tests {
         let (t, s) = norm(
             "begin 644 \nM1TE&.#EA%``6`,(``/___\\S__YF9F3,S,P```````````````\"'^3E1H:7,@\nend\n",
         );
-        assert_eq!(t, "");
+        assert_eq!(t, "[mugaika: uuencode 形式のファイルを削除しました]\n");
         assert_eq!(s.blocks[0].name, None);
         let prose = "begin 644 tomorrow\nwe meet at noon\n";
         assert_eq!(norm(prose).0, prose);
         let b64 = "begin-base64 644 a.zip\nUEsDBBQAAgAIABFKjkk8z1FoRgAAAEQAAAAJAAAA\n====\nok\n";
         let (t, s) = norm(b64);
-        assert_eq!(t, "ok\n");
+        assert_eq!(
+            t,
+            "[mugaika: uuencode 形式のファイル「a.zip」を削除しました]\nok\n"
+        );
         assert_eq!(s.blocks[0].name.as_deref(), Some("a.zip"));
     }
 
@@ -1019,7 +1092,10 @@ mod tests {
     fn yenc_blocks_are_removed() {
         let input = "text\n=ybegin line=128 size=186 name=eicar.zip\nzu-.>*,*2*;t\u{b8}s\n=yend size=186\nafter\n";
         let (t, s) = norm(input);
-        assert_eq!(t, "text\nafter\n");
+        assert_eq!(
+            t,
+            "text\n[mugaika: yEnc 形式のファイル「eicar.zip」を削除しました]\nafter\n"
+        );
         assert_eq!(s.blocks[0].kind, BlockKind::YEnc);
         assert_eq!(s.blocks[0].name.as_deref(), Some("eicar.zip"));
         norm_split(input);
@@ -1029,7 +1105,10 @@ mod tests {
     fn quoted_printable_binary_is_removed() {
         let input = "text\nPK=03=04=14=00=02=00=08=00=11J=8EI<=CFQhF=00=00=00D=00=00=00=\n=09=00=00=00eicar.com=8B0=F5W\nafter =E3=81=82 stays\n";
         let (t, s) = norm(input);
-        assert_eq!(t, "text\nafter =E3=81=82 stays\n");
+        assert_eq!(
+            t,
+            "text\n[mugaika: quoted-printable で符号化されたバイナリを削除しました]\nafter =E3=81=82 stays\n"
+        );
         assert_eq!(s.blocks[0].kind, BlockKind::QuotedPrintable);
     }
 
@@ -1037,7 +1116,10 @@ mod tests {
     fn binhex_blocks_are_removed() {
         let input = "hello\n(This file must be converted with BinHex 4.0)\n\n:$f*TEQKPH#jdCA0d,R0TG!\"6594%8dP8)3#3\"!%!N!3$!!!!!!!\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n!!!!!!!!!!!!!!!!:\nbye\n";
         let (t, s) = norm(input);
-        assert_eq!(t, "hello\nbye\n");
+        assert_eq!(
+            t,
+            "hello\n[mugaika: BinHex 形式のファイルを削除しました]\nbye\n"
+        );
         assert_eq!(s.blocks.len(), 1);
         assert_eq!(s.blocks[0].kind, BlockKind::BinHex);
     }
@@ -1046,7 +1128,10 @@ mod tests {
     fn pgp_armor() {
         let enc = "before\n-----BEGIN PGP MESSAGE-----\nVersion: x\n\nhQEMA1234567890abcdef\n=abcd\n-----END PGP MESSAGE-----\nafter\n";
         let (t, s) = norm(enc);
-        assert_eq!(t, "before\nafter\n");
+        assert_eq!(
+            t,
+            "before\n[mugaika: 暗号化された PGP メッセージを削除しました]\nafter\n"
+        );
         assert_eq!(s.pgp_encrypted, 1);
         let signed = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nHello\n- -----not a boundary\n-----BEGIN PGP SIGNATURE-----\n\niQEzBAEBCAAdFiEE\n=xyz1\n-----END PGP SIGNATURE-----\n- tail stays\n";
         let (t, s) = norm(signed);
@@ -1055,7 +1140,7 @@ mod tests {
         assert_eq!(s.pgp_encrypted, 0);
         let key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF\n-----END PGP PUBLIC KEY BLOCK-----\nk\n";
         let (t, s) = norm(key);
-        assert_eq!(t, "k\n");
+        assert_eq!(t, "[mugaika: PGP 鍵ブロックを削除しました]\nk\n");
         assert_eq!(s.blocks[0].kind, BlockKind::PgpKey);
         norm_split(signed);
     }
@@ -1100,6 +1185,44 @@ mod tests {
             }
         }
         n.finish(&mut out).unwrap();
+    }
+
+    #[test]
+    fn markers_are_strict_iso_2022_jp() {
+        use crate::sanitise::notice::iso2022jp::strict_iso2022jp;
+        let kinds = [
+            BlockKind::Uuencode,
+            BlockKind::YEnc,
+            BlockKind::BinHex,
+            BlockKind::Base64,
+            BlockKind::QuotedPrintable,
+            BlockKind::PgpKey,
+            BlockKind::Inline,
+        ];
+        for lang in [Language::Ja, Language::En] {
+            for kind in kinds {
+                for name in [None, Some("a.zip".to_string())] {
+                    let b = Block {
+                        kind,
+                        name,
+                        detected: Some("zip"),
+                        bytes: 1,
+                    };
+                    strict_iso2022jp(&marker(&b, lang)).unwrap();
+                }
+            }
+        }
+        for fixed in [
+            "[mugaika: 暗号化された PGP メッセージを削除しました]",
+            "[mugaika: encrypted PGP message removed]",
+            "[符号化データ削除]",
+            "[encoded data removed]",
+            links::removed_marker(Language::Ja),
+            links::removed_marker(Language::En),
+            "---------- 転送されたメッセージ / Forwarded message ----------",
+        ] {
+            strict_iso2022jp(fixed).unwrap();
+        }
     }
 
     #[test]
