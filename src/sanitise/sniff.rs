@@ -348,6 +348,20 @@ impl MagicScanner {
     }
 }
 
+/// The first [`STRONG`] signature anywhere in `hay`.
+pub fn strong_signature(hay: &[u8]) -> Option<&'static str> {
+    find_strong(hay)
+}
+
+/// What a decoded piece of text turned out to be, if it is a binary object: a known magic at
+/// its start (anything but markup) or a strong signature anywhere in it.
+pub fn binary_magic(decoded: &[u8]) -> Option<&'static str> {
+    sniff(decoded)
+        .filter(|d| !matches!(d.category, Category::Html | Category::Other))
+        .map(|d| d.name)
+        .or_else(|| find_strong(decoded))
+}
+
 fn find_strong(hay: &[u8]) -> Option<&'static str> {
     // memmem is vectorised: a handful of passes over a chunk is cheap next to decoding it.
     let mut best: Option<(usize, &'static str)> = None;

@@ -42,6 +42,8 @@ const MAX_HELD_BYTES: usize = 64 * 1024;
 /// A base64 run inside a line at least this long (with mixed case and digits) is removed.
 pub const INLINE_RUN: usize = 100;
 const PGP_MESSAGE_END: &str = "-----END PGP MESSAGE";
+/// Shortest base64 token checked for a binary object when decoded.
+const MIN_TOKEN: usize = 16;
 /// Encoded blocks listed one by one; more are merged into the last entry.
 const MAX_BLOCKS: usize = 100;
 
@@ -139,6 +141,8 @@ enum State {
     Normal,
     /// Base64-looking lines held back until they are known to be (or not to be) encoded data.
     Run(Run),
+    /// Quoted-printable-looking lines held back likewise.
+    QpRun(QpRun),
     /// `begin 644 name` seen; the next line tells whether a uuencode block follows.
     UuBegin {
         line: String,
@@ -182,6 +186,30 @@ struct Run {
     long: bool,
     digit_sym: bool,
     internal_case: bool,
+}
+
+/// Lines that look quoted-printable encoded (a soft line break, or two `=XX` escapes). They
+/// are encoded binary when three escapes of control octets appear, or when the run, decoded,
+/// is a binary object; otherwise they are text and written as they are.
+#[derive(Debug, Default)]
+struct QpRun {
+    held: Vec<String>,
+    bytes: usize,
+    ctrl: usize,
+}
+
+impl QpRun {
+    fn add(&mut self, raw: &str) {
+        self.ctrl += qp_binary_escapes(raw);
+        self.bytes += raw.len() + 1;
+        self.held.push(raw.to_string());
+    }
+    fn binary(&self) -> bool {
+        self.ctrl >= QP_BINARY_ESCAPES
+    }
+    fn full(&self) -> bool {
+        self.held.len() >= MAX_HELD_LINES || self.bytes >= MAX_HELD_BYTES
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -289,6 +317,7 @@ impl Normaliser {
                     self.flush_run(run, out)?;
                 }
             }
+            State::QpRun(run) => self.end_qp_run(run, out)?,
             State::UuBegin { line, .. } => self.emit(&line, out)?,
             State::Drop(d) => self.finish_drop(d, &mut *out)?,
         }
@@ -313,7 +342,7 @@ impl Normaliser {
                 let t = trim_quote(l);
                 if t.is_empty() {
                     run.hold_blank(l);
-                } else if let Some(m) = b64_line(t) {
+                } else if let Some(m) = b64_cont(t) {
                     run.add(l, m);
                 } else {
                     if run.confirmed() {
@@ -332,8 +361,27 @@ impl Normaliser {
                 }
                 Ok(())
             }
+            State::QpRun(mut run) => {
+                let t = trim_quote(l);
+                if t.is_empty() || is_qp_looking(t) {
+                    run.add(l);
+                    if run.binary() {
+                        let d = qp_drop(run.bytes);
+                        self.state = State::Drop(d);
+                    } else if run.full() {
+                        for h in &run.held {
+                            self.emit(h, out)?;
+                        }
+                    } else {
+                        self.state = State::QpRun(run);
+                    }
+                    return Ok(());
+                }
+                self.end_qp_run(run, out)?;
+                self.normal(l, out)
+            }
             State::UuBegin { line, name, base64 } => {
-                let t = l.trim();
+                let t = trim_quote(l);
                 let block = |bytes: usize| Block {
                     kind: BlockKind::Uuencode,
                     name: Some(name.clone()).filter(|n| !n.is_empty()),
@@ -358,7 +406,7 @@ impl Normaliser {
                         self.record_block(block(line.len() + l.len()), out)?;
                         return Ok(());
                     }
-                    if is_uu_line(l) {
+                    if is_uu_chars(l) {
                         self.state = State::Drop(Dropping {
                             kind: DropKind::Uu,
                             block: Some(block(line.len() + l.len())),
@@ -371,7 +419,7 @@ impl Normaliser {
                 self.normal(l, out)
             }
             State::Drop(mut d) => {
-                let t = l.trim();
+                let t = trim_quote(l);
                 let n = l.len() as u64 + 1;
                 let add = |d: &mut Dropping| {
                     if let Some(b) = d.block.as_mut() {
@@ -383,7 +431,10 @@ impl Normaliser {
                         let tq = trim_quote(l);
                         if tq.is_empty() {
                             d.blanks += 1;
-                        } else if b64_line(tq).is_some() {
+                        } else if b64_line(tq).is_some_and(|m| {
+                            // After a blank line, a plain word is text again.
+                            d.blanks == 0 || m.len >= 16 || m.digit_sym || m.internal_case
+                        }) {
                             d.blanks = 0;
                             add(&mut d);
                         } else {
@@ -401,7 +452,7 @@ impl Normaliser {
                             self.finish_drop(d, out)?;
                             return Ok(());
                         }
-                        if t.is_empty() || t == "`" || is_uu_line(l) {
+                        if t.is_empty() || t == "`" || is_uu_chars(l) {
                             add(&mut d);
                         } else {
                             self.finish_drop(d, out)?;
@@ -448,9 +499,7 @@ impl Normaliser {
                         }
                     }
                     DropKind::QpBinary => {
-                        if qp_binary_escapes(t) >= QP_BINARY_ESCAPES
-                            || (t.ends_with('=') && qp_binary_escapes(t) > 0)
-                        {
+                        if t.is_empty() || is_qp_looking(t) {
                             add(&mut d);
                         } else {
                             self.finish_drop(d, out)?;
@@ -469,7 +518,7 @@ impl Normaliser {
                 Ok(())
             }
             State::PgpHeader => {
-                let t = l.trim();
+                let t = trim_quote(l);
                 if t.is_empty() {
                     return Ok(());
                 }
@@ -483,7 +532,7 @@ impl Normaliser {
     }
 
     fn normal(&mut self, l: &str, out: &mut TextBuffer) -> io::Result<()> {
-        let t = l.trim();
+        let t = trim_quote(l);
         if let Some(rest) = t.strip_prefix("-----BEGIN PGP ") {
             let armor = |end: &'static str, block: Option<Block>| {
                 State::Drop(Dropping {
@@ -521,7 +570,23 @@ impl Normaliser {
             };
             return Ok(());
         }
-        if let Some(rest) = t.strip_prefix("=ybegin ") {
+        if is_strong_uu_line(l) || is_strong_uu_line(t) {
+            self.state = State::Drop(Dropping {
+                kind: DropKind::Uu,
+                block: Some(Block {
+                    kind: BlockKind::Uuencode,
+                    name: None,
+                    detected: None,
+                    bytes: l.len() as u64 + 1,
+                }),
+                blanks: 0,
+            });
+            return Ok(());
+        }
+        if let Some(rest) = t
+            .strip_prefix("=ybegin")
+            .filter(|r| r.is_empty() || r.starts_with(' '))
+        {
             let name = rest
                 .split_once("name=")
                 .map(|(_, n)| n.trim().to_string())
@@ -551,17 +616,14 @@ impl Normaliser {
             });
             return Ok(());
         }
-        if qp_binary_escapes(t) >= QP_BINARY_ESCAPES {
-            self.state = State::Drop(Dropping {
-                kind: DropKind::QpBinary,
-                block: Some(Block {
-                    kind: BlockKind::QuotedPrintable,
-                    name: None,
-                    detected: None,
-                    bytes: l.len() as u64 + 1,
-                }),
-                blanks: 0,
-            });
+        if is_qp_looking(t) {
+            let mut run = QpRun::default();
+            run.add(l);
+            self.state = if run.binary() {
+                State::Drop(qp_drop(run.bytes))
+            } else {
+                State::QpRun(run)
+            };
             return Ok(());
         }
         if let Some(m) = b64_line(trim_quote(l)) {
@@ -625,7 +687,29 @@ impl Normaliser {
         self.emit(&marker, out)
     }
 
+    /// A quoted-printable-looking run ends: text unless it decodes to a binary object.
+    fn end_qp_run(&mut self, run: QpRun, out: &mut TextBuffer) -> io::Result<()> {
+        let joined = run.held.join("\n");
+        if let Some(found) = sniff::binary_magic(&decode_qp_lenient(joined.as_bytes())) {
+            let mut d = qp_drop(run.bytes);
+            if let Some(b) = d.block.as_mut() {
+                b.detected = Some(found);
+            }
+            return self.finish_drop(d, out);
+        }
+        for h in &run.held {
+            self.emit(h, out)?;
+        }
+        Ok(())
+    }
+
+    /// An undecided run ends. It is text unless its lines, joined, decode to a binary object.
     fn flush_run(&mut self, run: Run, out: &mut TextBuffer) -> io::Result<()> {
+        let joined: String = run.held.iter().map(|h| trim_quote(h)).collect();
+        if b64_decodes_to_binary(joined.as_bytes()).is_some() {
+            let d = self.confirm(run);
+            return self.finish_drop(d, out);
+        }
         for h in &run.held {
             self.emit(h, out)?;
         }
@@ -650,7 +734,19 @@ impl Normaliser {
         for _ in 0..std::mem::take(&mut self.blanks) {
             out.push_str("\n")?;
         }
-        let l: Cow<str> = if l.len() >= INLINE_RUN {
+        if let Some(found) = uu_line_binary(l) {
+            let b = Block {
+                kind: BlockKind::Uuencode,
+                name: None,
+                detected: Some(found),
+                bytes: l.len() as u64 + 1,
+            };
+            let m = marker(&b, self.lang);
+            self.stats.add_block(b);
+            out.push_str(&m)?;
+            return out.push_str("\n");
+        }
+        let l: Cow<str> = if l.len() >= MIN_TOKEN {
             remove_inline_runs(l, self.lang, &mut self.stats)
         } else {
             Cow::Borrowed(l)
@@ -750,7 +846,16 @@ fn trim_quote(l: &str) -> &str {
 /// Whether `t` is a single token of the base64 alphabet (padding only at its end), at least
 /// four characters, not only digits.
 fn b64_line(t: &str) -> Option<B64Line> {
-    if t.len() < 4 {
+    b64_token(t, false)
+}
+
+/// A line that may continue a base64 run already started: any length, digits allowed alone.
+fn b64_cont(t: &str) -> Option<B64Line> {
+    b64_token(t, true)
+}
+
+fn b64_token(t: &str, continuation: bool) -> Option<B64Line> {
+    if t.len() < 4 && !continuation {
         return None;
     }
     let body = t.trim_end_matches('=');
@@ -788,7 +893,7 @@ fn b64_line(t: &str) -> Option<B64Line> {
             _ => return None,
         }
     }
-    if digits_only {
+    if digits_only && !continuation {
         return None;
     }
     Some(m)
@@ -811,19 +916,60 @@ fn uu_begin(t: &str) -> Option<(String, bool)> {
     Some((name.trim().to_string(), base64))
 }
 
-/// A uuencoded data line: a length character, then characters from `' '` to `` ` ``, not
-/// longer than the length announces (trailing spaces may have been stripped in transit).
-fn is_uu_line(l: &str) -> bool {
-    let b = l.trim_end_matches(['\r', '\n']).as_bytes();
-    let Some((&first, rest)) = b.split_first() else {
-        return false;
-    };
-    if !(0x20..=0x60).contains(&first) || !rest.iter().all(|c| (0x20..=0x60).contains(c)) {
-        return false;
+/// A line made only of the characters uuencode writes (`' '` to `` ` ``): after a `begin`
+/// line, such lines are taken as data whatever their length (a damaged block is still a
+/// block).
+fn is_uu_chars(l: &str) -> bool {
+    let b = l.trim_end().as_bytes();
+    !b.is_empty() && b.iter().all(|c| (0x20..=0x60).contains(c))
+}
+
+fn qp_drop(bytes: usize) -> Dropping {
+    Dropping {
+        kind: DropKind::QpBinary,
+        block: Some(Block {
+            kind: BlockKind::QuotedPrintable,
+            name: None,
+            detected: None,
+            bytes: bytes as u64,
+        }),
+        blanks: 0,
     }
-    let n = usize::from((first - 0x20) & 0x3F);
-    let expected = n.div_ceil(3) * 4;
-    rest.len() <= expected + 3 && (n == 0 || !rest.is_empty())
+}
+
+/// A line that looks quoted-printable encoded: it ends in a soft line break after an escape,
+/// or holds two `=XX` escapes (upper-case hex, as RFC 2045 writes them).
+fn is_qp_looking(t: &str) -> bool {
+    let b = t.as_bytes();
+    let hex = |c: u8| c.is_ascii_digit() || (b'A'..=b'F').contains(&c);
+    let escapes = memchr::memchr_iter(b'=', b)
+        .filter(|&i| b.get(i + 1).is_some_and(|&c| hex(c)) && b.get(i + 2).is_some_and(|&c| hex(c)))
+        .take(2)
+        .count();
+    escapes >= 2 || (escapes == 1 && t.ends_with('='))
+}
+
+/// Decodes quoted-printable leniently (soft breaks joined, bad escapes kept); for sniffing.
+fn decode_qp_lenient(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'=' {
+            if s.get(i + 1) == Some(&b'\n') {
+                i += 2;
+                continue;
+            }
+            let hex = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
+            if let (Some(h), Some(l)) = (hex(s.get(i + 1)), hex(s.get(i + 2))) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
 }
 
 /// A line with this many quoted-printable escapes of control octets is encoded binary.
@@ -861,8 +1007,9 @@ fn is_armor_header(t: &str) -> bool {
     }
 }
 
-/// Replaces base64 runs of [`INLINE_RUN`] or more characters (with upper case, lower case and
-/// digits: not a separator line or a word) inside a line with a marker.
+/// Replaces base64 runs inside a line with a marker: runs of [`INLINE_RUN`] or more characters
+/// (with upper case, lower case and digits: not a separator line or a word), and runs of
+/// [`MIN_TOKEN`] or more that decode to a binary object.
 fn remove_inline_runs<'a>(l: &'a str, lang: Language, stats: &mut TextStats) -> Cow<'a, str> {
     let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
     let bytes = l.as_bytes();
@@ -882,11 +1029,11 @@ fn remove_inline_runs<'a>(l: &'a str, lang: Language, stats: &mut TextStats) -> 
             i += 1;
         }
         let run = &bytes[start..i];
-        if run.len() >= INLINE_RUN
+        let long = run.len() >= INLINE_RUN
             && run.iter().any(u8::is_ascii_uppercase)
             && run.iter().any(u8::is_ascii_lowercase)
-            && run.iter().any(u8::is_ascii_digit)
-        {
+            && run.iter().any(u8::is_ascii_digit);
+        if long || (run.len() >= MIN_TOKEN && b64_decodes_to_binary(run).is_some()) {
             let o = out.get_or_insert_with(String::new);
             o.push_str(&l[last..start]);
             o.push_str(match lang {
@@ -910,6 +1057,44 @@ fn remove_inline_runs<'a>(l: &'a str, lang: Language, stats: &mut TextStats) -> 
         }
         None => Cow::Borrowed(l),
     }
+}
+
+/// Whether base64 text (anything else in it skipped) decodes, from any of the four
+/// alignments, to a binary object; what it is.
+fn b64_decodes_to_binary(s: &[u8]) -> Option<&'static str> {
+    let clean: Vec<u8> = s
+        .iter()
+        .copied()
+        .filter(|c| c.is_ascii_alphanumeric() || b"+/-_".contains(c))
+        .collect();
+    (0..4.min(clean.len()))
+        .find_map(|off| sniff::binary_magic(&decode_base64_lenient(&clean[off..])))
+}
+
+/// A line made only of uuencode characters that decodes to a binary object.
+fn uu_line_binary(l: &str) -> Option<&'static str> {
+    let t = l.trim_end();
+    let b = t.as_bytes();
+    if b.len() < 8 || !b.iter().all(|c| (0x20..=0x60).contains(c)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    for q in b[1..].chunks(4) {
+        let v = |i: usize| u32::from(q.get(i).map_or(0, |c| c.wrapping_sub(0x20) & 0x3F));
+        let w = (v(0) << 18) | (v(1) << 12) | (v(2) << 6) | v(3);
+        out.extend_from_slice(&[(w >> 16) as u8, (w >> 8) as u8, w as u8]);
+    }
+    sniff::binary_magic(&out)
+}
+
+/// A full-length uuencoded line (`M` and 60 characters from `' '` to `` ` ``, few spaces):
+/// encoded data even without a `begin` line.
+fn is_strong_uu_line(l: &str) -> bool {
+    let b = l.trim_end().as_bytes();
+    b.first() == Some(&b'M')
+        && (50..=62).contains(&b.len())
+        && b.iter().all(|c| (0x20..=0x60).contains(c))
+        && b.iter().filter(|&&c| c == b' ').count() <= 3
 }
 
 /// Decodes base64 (standard or URL alphabet), skipping anything else; for sniffing only.
@@ -1049,6 +1234,9 @@ mod tests {
             .collect();
         let (t, _) = norm(&format!("start\n{spaced}end\n"));
         assert!(!t.contains("UEsD"), "{t}");
+        // A word after the block and a blank line is text.
+        let (t, _) = norm(&format!("{}\nThanks\n", b64_lines(&zipish(), 76)));
+        assert!(t.ends_with("\nThanks\n"), "{t}");
     }
 
     #[test]
@@ -1103,11 +1291,11 @@ mod tests {
 
     #[test]
     fn quoted_printable_binary_is_removed() {
-        let input = "text\nPK=03=04=14=00=02=00=08=00=11J=8EI<=CFQhF=00=00=00D=00=00=00=\n=09=00=00=00eicar.com=8B0=F5W\nafter =E3=81=82 stays\n";
+        let input = "text\nPK=03=04=14=00=02=00=08=00=11J=8EI<=CFQhF=00=00=00D=00=00=00=\n=09=00=00=00eicar.com=8B0=F5W\nnext\nafter =E3=81=82 stays\n";
         let (t, s) = norm(input);
         assert_eq!(
             t,
-            "text\n[mugaika: quoted-printable で符号化されたバイナリを削除しました]\nafter =E3=81=82 stays\n"
+            "text\n[mugaika: quoted-printable で符号化されたバイナリを削除しました]\nnext\nafter =E3=81=82 stays\n"
         );
         assert_eq!(s.blocks[0].kind, BlockKind::QuotedPrintable);
     }
@@ -1185,6 +1373,70 @@ mod tests {
             }
         }
         n.finish(&mut out).unwrap();
+    }
+
+    #[test]
+    fn damaged_encodings_are_still_found() {
+        use base64::Engine;
+        let enc = base64::engine::general_purpose::STANDARD.encode(zipish());
+        // Two short lines: too little for the run rules, but they decode to a zip.
+        let (t, s) = norm(&format!("a\n{}\n{}\nb\n", &enc[..4], &enc[4..8]));
+        assert!(!t.contains(&enc[..4]), "{t}");
+        assert_eq!(s.blocks[0].detected, Some("zip"));
+        // A token inside prose, at any alignment.
+        for pre in ["", "x", "xy", "xyz"] {
+            let (t, _) = norm(&format!("see {pre}{} here\n", &enc[..24]));
+            assert!(!t.contains(&enc[..24]), "{pre}: {t}");
+        }
+        // uuencode lines without their begin line, or broken in the middle.
+        let uu = "M4$L#!!0``@`(`!%*CDD\\SU%H1@```$0````)````96EC87(N8V]MBS#U5PQ0\n";
+        let (t, _) = norm(&format!("x\n{uu}y\n"));
+        assert_eq!(
+            t,
+            "x\n[mugaika: uuencode 形式のファイルを削除しました]\ny\n"
+        );
+        let short = "04$L#!!0``@`(`!%*\n";
+        let (t, _) = norm(&format!("x\n{short}y\n"));
+        assert!(!t.contains("04$L"), "{t}");
+        // A begin line followed by damaged data lines, and quoted headers.
+        let (t, _) = norm(
+            "begin 644 x.zip\n!0``@`(`!%*CDD\\SU%H1@```$0````)````96EC87(N8V]MBS#U5PQ0\nend\nok\n",
+        );
+        assert_eq!(
+            t,
+            "[mugaika: uuencode 形式のファイル「x.zip」を削除しました]\nok\n"
+        );
+        let (t, _) = norm("> (This file must be converted with BinHex 4.0)\n> :!!3r2cmr2cmr2`!!!!!!&3!!!!!U`8&58N&C+$\"i069K0M3bC$KN0$%i+3!!:\nok\n");
+        assert_eq!(t, "[mugaika: BinHex 形式のファイルを削除しました]\nok\n");
+        // Short pieces continuing a run count too.
+        let (t, _) = norm(&format!(
+            "a\n{}\n{}\n{}\nb\n",
+            &enc[..4],
+            &enc[4..7],
+            &enc[7..9]
+        ));
+        assert!(!t.contains(&enc[..4]), "{t}");
+        // Words and upper-case prose are not touched.
+        let prose = "MEETING AGENDA FOR THE BUDGET COMMITTEE, ROOM 3, AT 10:00.\nTanakaSuzukiSatoYamamoto\n";
+        assert_eq!(norm(prose).0, prose);
+    }
+
+    #[test]
+    fn quoted_printable_one_escape_per_line() {
+        let qp: String = zipish()[..40]
+            .iter()
+            .map(|b| format!("={b:02X}=\n"))
+            .collect();
+        let (t, s) = norm(&format!("before\n{qp}\nafter\n"));
+        assert!(!t.contains("=50="), "{t}");
+        assert!(t.starts_with("before\n[mugaika: quoted-printable"), "{t}");
+        assert!(t.ends_with("after\n"), "{t}");
+        assert_eq!(s.blocks[0].kind, BlockKind::QuotedPrintable);
+        // Japanese text that stayed quoted-printable is text.
+        let jp =
+            "=E3=81=8A=E4=B8=96=E8=A9=B1=E3=81=AB=\n=E3=81=AA=E3=81=A3=E3=81=A6\nok a=10, b=20\n";
+        assert_eq!(norm(jp).0, jp);
+        norm_split(&format!("x\n{qp}y\n"));
     }
 
     #[test]
