@@ -391,7 +391,22 @@ fn every_corpus_message_sanitises() {
         let start = std::time::Instant::now();
         let r = std::panic::catch_unwind(|| sanitise(&msg, &cfg));
         let took = start.elapsed();
-        let (_, text) = r.unwrap_or_else(|_| panic!("panic on {}", f.display()));
+        let (m, text) = r.unwrap_or_else(|_| panic!("panic on {}", f.display()));
+        if std::env::var_os("MUGAIKA_SHOW_BLOCKS").is_some() {
+            for a in m
+                .actions
+                .iter()
+                .filter(|a| a.kind == ActionKind::EncodedBlockRemoved)
+            {
+                eprintln!(
+                    "BLOCK {} {} {:?} {:?}",
+                    f.display(),
+                    a.declared_type,
+                    a.name,
+                    a.detected_type
+                );
+            }
+        }
         if took > slowest.0 {
             slowest = (took, f.clone());
         }
@@ -597,4 +612,77 @@ fn mutated_messages_never_panic() {
             );
         }
     }
+}
+
+/// Memory: a 60 MB text body streams through the sanitiser into a spilled buffer. Run alone
+/// (`cargo test --test sanitise big_text -- --ignored --nocapture`) to read the peak RSS; in
+/// a shared test process the figure includes the other tests.
+#[test]
+#[ignore]
+fn big_text_body_is_streamed() {
+    let cfg = SanitizeConfig::default();
+    let mut s = Sanitiser::new(&cfg, None);
+    let mut p = Parser::new(Limits::default());
+    p.feed(
+        b"Subject: big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+        &mut s,
+    );
+    let line = "日本語のテキスト行です。Some ASCII text too, https://example.jp/x 0123456789\r\n";
+    let chunk = line.repeat(64 * 1024 / line.len() + 1);
+    let mut fed = 0usize;
+    while fed < 60 << 20 {
+        p.feed(chunk.as_bytes(), &mut s);
+        fed += chunk.len();
+    }
+    let summary = p.finish(&mut s);
+    let m = s.finish(summary).unwrap();
+    assert!(m.text.is_spilled());
+    assert!(m.text.len() > 55 << 20);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
+    eprintln!(
+        "60 MB text body: {} bytes of clean text, peak {hwm}",
+        m.text.len()
+    );
+}
+
+/// Memory and time of the HTML converter at the `max_html_size` default (8 MiB). Run alone:
+/// `cargo test --test sanitise big_html -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn big_html_body() {
+    let cfg = SanitizeConfig::default();
+    let table = std::env::var_os("BIG_HTML_PARAGRAPHS").is_none();
+    let mb: usize = std::env::var("BIG_HTML_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let row = if table {
+        "<tr><td>1</td><td style='color:red'>お世話になっております。市民課の山田です。<a href='https://example.jp/a?b=1'>リンク</a></td></tr>\n"
+    } else {
+        "<p>お世話になっております。市民課の山田です。<a href='https://example.jp/a?b=1'>リンク</a></p>\n"
+    };
+    let mut html = String::from("<html><body><table>");
+    while html.len() < (mb << 20) - 1024 {
+        html.push_str(row);
+    }
+    html.push_str("</table></body></html>");
+    let msg = format!("Subject: big html\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}");
+    let start = std::time::Instant::now();
+    let (m, text) = sanitise(msg.as_bytes(), &cfg);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
+    eprintln!(
+        "{} MB HTML (table: {table}): {} bytes of text in {:?}, {:?}, peak {hwm}",
+        html.len() >> 20,
+        text.len(),
+        start.elapsed(),
+        m.actions.iter().map(|a| &a.reason).collect::<Vec<_>>()
+    );
 }
