@@ -492,6 +492,28 @@ fn genmail_samples() {
                 !text.contains("document.cookie") && !text.contains("tracker.example"),
                 "{name}"
             );
+            // The HTML version itself, converted: readable, without script or tracker, the
+            // phishing link's real target shown.
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&msg[..])
+                .unwrap();
+            let html = parsed.body_html(0).unwrap().into_owned();
+            let (t, links) =
+                mugaika::sanitise::html::render_rich(&html, mugaika::config::LinkPolicy::Show)
+                    .unwrap();
+            assert!(
+                t.contains("# お知らせ") && t.contains("市民課の山田です"),
+                "{name}: {t}"
+            );
+            assert!(
+                t.contains("こちらからログイン [http://phish.example/login]"),
+                "{name}: {t}"
+            );
+            assert!(
+                !t.contains("document.cookie") && !t.contains("tracker.example"),
+                "{name}"
+            );
+            assert!(links >= 1);
         }
         if ["docm", "zip", "pdf", "image", "large"]
             .iter()
