@@ -75,9 +75,14 @@ pub fn corpus(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// The shared tools directory (`genmail.py`, `checkmail.py`), next to the corpora.
+/// The shared tools directory (`genmail.py`, `checkmail.py`): next to the corpora, else
+/// `../shared/tools`.
 pub fn tools() -> PathBuf {
-    corpora().join("../tools")
+    let beside = corpora().join("../tools");
+    if beside.is_dir() {
+        return beside;
+    }
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools").into()
 }
 
 /// Whether this process runs as root (smtp-sink then needs `-u`; Postfix needs root).
@@ -589,6 +594,7 @@ impl Mugaika {
 /// (`postfix-files`, `dynamicmaps.cf`).
 pub struct Postfix {
     pub name: String,
+    bin: PathBuf,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     proc: Option<Proc>,
@@ -657,6 +663,7 @@ impl Postfix {
             if up && proc.exited().is_none() {
                 return Some(Postfix {
                     name: name.to_string(),
+                    bin,
                     addr,
                     dir: dir.to_path_buf(),
                     proc: Some(proc),
@@ -719,7 +726,7 @@ impl Postfix {
         let Some(mut proc) = self.proc.take() else {
             return;
         };
-        let _ = Command::new("postfix")
+        let _ = Command::new(&self.bin)
             .arg("-c")
             .arg(self.dir.join("etc"))
             .arg("stop")
@@ -728,7 +735,7 @@ impl Postfix {
             .stderr(Stdio::null())
             .status();
         if proc.wait_for_exit(Duration::from_secs(15)).is_none() {
-            let _ = Command::new("postfix")
+            let _ = Command::new(&self.bin)
                 .arg("-c")
                 .arg(self.dir.join("etc"))
                 .arg("abort")
