@@ -533,3 +533,72 @@ fn noxxi_hidden_content_in_text_is_flagged() {
         failures.join("\n")
     );
 }
+
+/// Benchmark, not a check (run in release): parser throughput on a directory of mail
+/// (`MUGAIKA_PERF_DIR`, e.g. the output of `genmail.py --count 400`), whole and in 4 KiB
+/// chunks, against mail-parser's parse of the same bytes.
+/// `MUGAIKA_PERF_DIR=/tmp/gm cargo test --release --test mime_chunks parser_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn parser_throughput() {
+    struct Count(u64);
+    impl Sink for Count {
+        fn part_start(&mut self, _: &Part) {}
+        fn body(&mut self, d: &[u8]) {
+            self.0 += d.len() as u64;
+        }
+        fn part_end(&mut self, _: &PartEnd) {}
+    }
+    let Some(dir) = std::env::var_os("MUGAIKA_PERF_DIR") else {
+        eprintln!("set MUGAIKA_PERF_DIR");
+        return;
+    };
+    let mut files = Vec::new();
+    walk(Path::new(&dir), &mut files);
+    let msgs: Vec<Vec<u8>> = files.iter().filter_map(|p| std::fs::read(p).ok()).collect();
+    let total: usize = msgs.iter().map(Vec::len).sum();
+    let rounds = 5;
+    let mb = |d: Duration| (total * rounds) as f64 / 1e6 / d.as_secs_f64();
+    let t = Instant::now();
+    let mut sink = Count(0);
+    for _ in 0..rounds {
+        for m in &msgs {
+            let mut p = Parser::new(Limits::default());
+            p.feed(m, &mut sink);
+            p.finish(&mut sink);
+        }
+    }
+    let ours_whole = t.elapsed();
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for m in &msgs {
+            let mut p = Parser::new(Limits::default());
+            for c in m.chunks(4096) {
+                p.feed(c, &mut sink);
+            }
+            p.finish(&mut sink);
+        }
+    }
+    let ours_chunked = t.elapsed();
+    let t = Instant::now();
+    let mut n = 0;
+    for _ in 0..rounds {
+        for m in &msgs {
+            if let Some(msg) = mail_parser::MessageParser::default().parse(m.as_slice()) {
+                n += msg.parts.len();
+            }
+        }
+    }
+    let theirs = t.elapsed();
+    println!(
+        "{} messages, {:.1} MB: ours {:.0} MB/s whole, {:.0} MB/s in 4 KiB chunks; \
+         mail-parser {:.0} MB/s ({n} parts); ratio {:.2}",
+        msgs.len(),
+        total as f64 / 1e6,
+        mb(ours_whole),
+        mb(ours_chunked),
+        mb(theirs),
+        theirs.as_secs_f64() / ours_chunked.as_secs_f64()
+    );
+    assert!(sink.0 > 0);
+}

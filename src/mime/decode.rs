@@ -94,14 +94,22 @@ impl Base64Decoder {
         out.reserve(input.len() / 4 * 3 + 3);
         let mut i = 0;
         while i < input.len() {
-            // Fast path: whole quanta of clean alphabet at a quantum boundary.
+            // Fast path: whole quanta of clean alphabet at a quantum boundary, written into
+            // room made once (no capacity check per quantum).
             if self.n == 0 {
-                while let Some(q) = input.get(i..i + 4) {
+                let rest = input.get(i..).unwrap_or_default();
+                let start = out.len();
+                out.resize(start + rest.len() / 4 * 3, 0);
+                let mut done = 0;
+                for (q, dst) in rest
+                    .chunks_exact(4)
+                    .zip(out.get_mut(start..).unwrap_or_default().chunks_exact_mut(3))
+                {
                     let (a, b, c, d) = (
-                        B64[q[0] as usize],
-                        B64[q[1] as usize],
-                        B64[q[2] as usize],
-                        B64[q[3] as usize],
+                        B64[usize::from(q[0])],
+                        B64[usize::from(q[1])],
+                        B64[usize::from(q[2])],
+                        B64[usize::from(q[3])],
                     );
                     if (a | b | c | d) >= 64 {
                         break;
@@ -110,9 +118,11 @@ impl Base64Decoder {
                         | (u32::from(b) << 12)
                         | (u32::from(c) << 6)
                         | u32::from(d);
-                    out.extend_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
-                    i += 4;
+                    dst.copy_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+                    done += 1;
                 }
+                out.truncate(start + done * 3);
+                i += done * 4;
             }
             let Some(&byte) = input.get(i) else { break };
             i += 1;
@@ -248,12 +258,26 @@ impl QpDecoder {
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len());
         let mut i = 0;
-        while i < input.len() {
+        while let Some(&b) = input.get(i) {
             if self.state == QpState::Text {
-                // Fast path: a run of ordinary octets.
-                let rest = input.get(i..).unwrap_or_default();
-                let end = memchr::memchr3(b'=', b'\r', b'\n', rest).unwrap_or(rest.len());
-                if end > 0 {
+                if b == b'=' {
+                    // Fast path: a complete `=XX` escape (most of Japanese text).
+                    let high = input.get(i + 1).and_then(|&h| hex_value(h));
+                    let low = input.get(i + 2).and_then(|&l| hex_value(l));
+                    if let (Some(h), Some(l)) = (high, low) {
+                        if !self.ws.is_empty() {
+                            out.extend_from_slice(&self.ws);
+                            self.ws.clear();
+                        }
+                        out.push((h << 4) | l);
+                        self.after_cr = false;
+                        i += 3;
+                        continue;
+                    }
+                } else if b != b'\r' && b != b'\n' {
+                    // Fast path: a run of ordinary octets.
+                    let rest = input.get(i..).unwrap_or_default();
+                    let end = memchr::memchr3(b'=', b'\r', b'\n', rest).unwrap_or(rest.len());
                     self.after_cr = false;
                     if let Some(run) = rest.get(..end) {
                         self.text_run(run, out);
@@ -262,7 +286,6 @@ impl QpDecoder {
                     continue;
                 }
             }
-            let Some(&b) = input.get(i) else { break };
             i += 1;
             self.byte(b, out);
         }

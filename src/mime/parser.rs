@@ -480,10 +480,11 @@ impl Parser {
     /// a reader that matches boundaries anywhere in a line (some do) would cut the part there.
     fn boundary_inside(&self, line: &[u8]) -> bool {
         let mut from = 1;
-        while let Some(i) = line
-            .get(from..)
-            .and_then(|l| memchr::memmem::find(l, b"--"))
-        {
+        while let Some(i) = line.get(from..).and_then(|l| memchr::memchr(b'-', l)) {
+            if line.get(from + i + 1) != Some(&b'-') {
+                from += i + 1;
+                continue;
+            }
             let at = line.get(from + i + 2..).unwrap_or_default();
             let hit = self.stack.iter().any(|f| match &f.kind {
                 FrameKind::Multipart { boundaries, .. } => {
