@@ -306,7 +306,7 @@ const STRONG: &[(&[u8], &str)] = &[
 
 const MAX_SIG: usize = 8;
 
-/// Finds [`STRONG`] signatures anywhere in a stream fed in chunks of any size.
+/// Finds the strong signatures (zip, OLE2, ELF, 7z, rar, PNG, gzip, PE) anywhere in a stream fed in chunks of any size.
 #[derive(Debug, Default)]
 pub struct MagicScanner {
     tail: Vec<u8>,
@@ -348,7 +348,7 @@ impl MagicScanner {
     }
 }
 
-/// The first [`STRONG`] signature anywhere in `hay`.
+/// The first strong signature (see [`MagicScanner`]) anywhere in `hay`.
 pub fn strong_signature(hay: &[u8]) -> Option<&'static str> {
     find_strong(hay)
 }

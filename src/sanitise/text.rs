@@ -20,7 +20,7 @@
 //!   able to turn the clean text back into the attachment that was removed;
 //! - URLs follow the link policy (`defang` / `remove` rewrite them; `keep` / `show` leave them).
 //!
-//! The base64 rules (see [`Run`]) are deliberately strict: a short run of single tokens with
+//! The base64 rules (see `Run`) are deliberately strict: a short run of single tokens with
 //! digits or mixed case is removed too. Natural text, Japanese or English, almost never has
 //! three lines in a row that are each a single token from the base64 alphabet; encoded data
 //! always does. What is removed is reported, and the original is in quarantine.
