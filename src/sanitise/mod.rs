@@ -8,8 +8,10 @@
 //! everything that was changed or removed. Pure functions over bytes; no network, and the only
 //! file I/O is the spill file.
 //!
-//! Layout: `policy` (what to do with a part), `text` (text/plain normalisation, encoded-block
-//! removal), `html` (HTML to text, bounded), `links` (link policy), `notice` (the notice text in
+//! Layout: `sink` (the [`Sanitiser`] itself: the parser's sink, one frame per open part),
+//! `policy` (what to do with a part: the extension point for attachment disarm), `sniff`
+//! (type by content), `text` (text normalisation, encoded-block removal), `html` (HTML to
+//! text, bounded in size and time), `links` (link policy), `notice` (the notice text in
 //! Japanese or English), `buffer` (the spillable text buffer).
 
 pub mod buffer;

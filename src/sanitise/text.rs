@@ -23,7 +23,12 @@
 //! The base64 rules (see `Run`) are deliberately strict: a short run of single tokens with
 //! digits or mixed case is removed too. Natural text, Japanese or English, almost never has
 //! three lines in a row that are each a single token from the base64 alphabet; encoded data
-//! always does. What is removed is reported, and the original is in quarantine.
+//! always does. On top of the shape rules, whatever might still be encoded data is decoded
+//! and sniffed: a run of base64-looking lines too short for the rules, a base64 token inside a
+//! line (at each of the four alignments), a line of uuencode characters, a run of
+//! quoted-printable-looking lines; if it turns out to be a binary object (a zip, an OLE2
+//! document, an executable...), it is removed as well. Every removal leaves a marker line
+//! (`[mugaika: ... を削除しました]`) and is reported; the original is in quarantine.
 
 use std::borrow::Cow;
 use std::io;
