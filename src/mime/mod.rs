@@ -8,10 +8,17 @@
 //! is identical). Every limit is a named config key ([`Limits`]); damage is recorded as
 //! [`Flags`], never a panic.
 //!
+//! Body chunks are transfer-decoded; the line breaks of 7bit, 8bit and quoted-printable bodies
+//! come out as `\n` whatever the input used (CRLF, LF or CR), binary and unknown encodings
+//! keep their octets. The line break before a delimiter belongs to the delimiter. See
+//! [`parser`] for how damaged and hostile structure is read, and [`Flags::SUSPICIOUS_TEXT`]
+//! for the flags under which text must not be trusted to be text.
+//!
 //! Layout: `parser` (line assembly, header/body state machine, boundaries, nesting),
-//! `decode` (base64 / quoted-printable streaming decoders), `header` (field parsing:
-//! Content-Type, parameters with RFC 2231, RFC 2047 encoded words, addresses), `charset`
-//! (bytes in a declared or detected charset to UTF-8).
+//! `decode` (base64 / quoted-printable streaming decoders), `params` (Content-Type and
+//! Content-Disposition parameters with RFC 2231 and RFC 2047), `header` (unstructured fields,
+//! RFC 2047 encoded words, addresses, message ids), `charset` (bytes in a declared or detected
+//! charset to UTF-8).
 
 pub mod charset;
 pub mod decode;
@@ -62,42 +69,80 @@ impl From<&MimeConfig> for Limits {
 pub struct Flags(pub u32);
 
 macro_rules! flags {
-    ($($name:ident = $bit:expr, $text:expr;)*) => {
+    ($($(#[$doc:meta])* $name:ident = $bit:expr, $text:expr;)*) => {
         impl Flags {
-            $(pub const $name: Flags = Flags(1 << $bit);)*
+            $($(#[$doc])* pub const $name: Flags = Flags(1 << $bit);)*
             /// Every flag with its name, for reports.
             pub const ALL: &'static [(Flags, &'static str)] = &[$((Flags::$name, $text),)*];
         }
     };
 }
 
+// Where a flag is reported: "part" flags come with `part_start` ([`Part::flags`], found in the
+// header block), "end" flags with `part_end` ([`PartEnd::flags`], found in the body; for a
+// container, anywhere inside it that belongs to no child, e.g. its preamble).
 flags! {
+    /// part: the header block passed `max_header_size`; it ends there and the rest is body.
     HEADER_TOO_LARGE = 0, "header-too-large";
+    /// part: a container deeper than `max_depth` is an opaque application/octet-stream leaf.
     DEPTH_EXCEEDED = 1, "depth-exceeded";
+    /// end (of the enclosing container): parts past `max_parts` were skipped.
     PARTS_EXCEEDED = 2, "parts-exceeded";
+    /// part: the only boundaries were longer than `max_boundary_length`; the multipart is an
+    /// opaque leaf.
     BOUNDARY_TOO_LONG = 3, "boundary-too-long";
+    /// part or end: a line longer than `max_line_length` was processed in pieces.
     LINE_TOO_LONG = 4, "line-too-long";
+    /// end: a multipart ended (at an enclosing delimiter or at the end of input) without its
+    /// close delimiter.
     MISSING_FINAL_BOUNDARY = 5, "missing-final-boundary";
+    /// part: a multipart without a usable boundary, read as text/plain.
     MISSING_BOUNDARY = 6, "multipart-without-boundary";
+    /// part: several Content-Type fields (a multipart one wins, else the first valid).
     DUPLICATE_CONTENT_TYPE = 7, "duplicate-content-type";
+    /// part: several Content-Transfer-Encoding fields that disagree (the first wins).
     DUPLICATE_ENCODING = 8, "duplicate-transfer-encoding";
+    /// part: several different boundaries declared (each one delimits), or the same boundary
+    /// as an enclosing multipart.
     DUPLICATE_BOUNDARY = 9, "duplicate-boundary";
+    /// part: a Content-Transfer-Encoding we do not know; the body is passed as it is.
     UNKNOWN_ENCODING = 10, "unknown-transfer-encoding";
+    /// part: a transfer encoding on a multipart (ignored) or a message (decoded, then parsed).
     ENCODING_ON_CONTAINER = 11, "transfer-encoding-on-container";
+    /// end: junk in base64 (skipped), data after the padding (ignored), a lone sextet.
     BAD_BASE64 = 12, "bad-base64";
+    /// end: an `=` not followed by two hex digits or a line break (kept literally).
     BAD_QUOTED_PRINTABLE = 13, "bad-quoted-printable";
+    /// part or end: LF-only line ends in a message that also has CRLF or CR ones.
     BARE_LF = 14, "bare-lf";
+    /// part or end: CR-only line ends mixed with others, or stray CRs before a line end.
     BARE_CR = 15, "bare-cr";
+    /// part: a NUL in the header block; end: a NUL in the decoded body of a text part.
     NUL = 16, "nul-octet";
+    /// part: 8-bit octets in the header block.
     EIGHT_BIT_HEADER = 17, "8bit-header";
+    /// part: a line in the header block that is not a field (skipped), or a folded line
+    /// read as a field of its own.
     BAD_HEADER_LINE = 18, "bad-header-line";
+    /// part: a Content-Type that is not `type/subtype`; the default type applies.
     BAD_CONTENT_TYPE = 19, "bad-content-type";
+    /// end: an encoded (base64 / quoted-printable) leaf was cut by the delimiter of an
+    /// enclosing multipart while an inner multipart was still open.
     BOUNDARY_IN_ENCODED = 20, "boundary-inside-encoded-body";
+    /// end: a multipart with no delimiter at all (its body was all preamble).
     EMPTY_MULTIPART = 21, "empty-multipart";
+    /// Not set by the parser: for callers that cut a message short (e.g. a size limit).
     TRUNCATED = 22, "truncated";
+    /// part: the header block was ended by a delimiter or the end of input, not a blank line.
     UNTERMINATED_HEADER = 23, "unterminated-header";
+    /// end: a non-base64 body holding MIME structure: a `Content-...:` field as its first
+    /// line or right after a `--x` line.
     EMBEDDED_MIME = 24, "embedded-mime-structure";
+    /// end (or the container's end, in a preamble): a delimiter line with junk after the
+    /// boundary (a delimiter by RFC 2046, not to every reader), or an open boundary inside a
+    /// body line.
     BOUNDARY_LIKE_LINE = 25, "boundary-like-line";
+    /// part: broken Content-Type or Content-Disposition parameters (repaired or ignored).
     BAD_PARAMETER = 26, "bad-parameter";
 }
 
@@ -157,9 +202,10 @@ impl std::ops::BitOrAssign for Flags {
     }
 }
 
-/// One header field: the name as written (ASCII, case kept) and the raw value with folding
-/// removed (CRLF/LF/CR followed by whitespace unfolded to the whitespace) and the line ending
-/// trimmed. The value is bytes: it may hold 8-bit text; decode it with [`header`].
+/// One header field: the name as written (ASCII, case kept; whitespace before the colon
+/// dropped) and the raw value with folding removed (CRLF/LF/CR followed by whitespace unfolded
+/// to the whitespace), whitespace at both ends trimmed. The value is bytes: it may hold 8-bit
+/// text; decode it with [`header`] or [`params`]. It never holds CR or LF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub name: String,
