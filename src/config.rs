@@ -218,7 +218,7 @@ impl Default for SanitizeConfig {
             subject_tag: String::new(),
             on_error: OnError::Quarantine,
             timeout: Dur(Duration::from_secs(60)),
-            max_html_size: ByteSize(8 << 20),
+            max_html_size: ByteSize(1 << 20),
             html_timeout: Dur(Duration::from_secs(10)),
             memory_buffer: ByteSize(4 << 20),
             temp_dir: None,
