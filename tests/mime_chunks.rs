@@ -602,3 +602,111 @@ fn parser_throughput() {
     );
     assert!(sink.0 > 0);
 }
+
+/// Randomised mutations of the regression inputs (splices of MIME-significant fragments, CRs,
+/// deletions, duplications), parsed with default and with tiny limits (pieces of 40 octets,
+/// 3 levels, 6 parts): never a panic, and the same events however the input is split.
+#[test]
+fn mutations_keep_chunk_invariance() {
+    const FRAGMENTS: &[&[u8]] = &[
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\r\r\n",
+        b"--",
+        b"--b",
+        b"--b--",
+        b"=",
+        b"=\r\n",
+        b"=4",
+        b"==",
+        b" ",
+        b"\t",
+        b":",
+        b";",
+        b"\"",
+        b"(",
+        b")",
+        b"\\",
+        b"\0",
+        b"\xff",
+        b"*0*=",
+        b"%",
+        b"Content-Type: multipart/mixed; boundary=b\n",
+        b"Content-Type: message/rfc822\n",
+        b"Content-Transfer-Encoding: base64\n",
+        b"Content-Transfer-Encoding: quoted-printable\n",
+        b"\n\n",
+        b"--:foo",
+        b"--o",
+        b"--z",
+        b"--=_b",
+    ];
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/mime"));
+    let mut inputs = Vec::new();
+    walk(dir, &mut inputs);
+    let seeds: Vec<Vec<u8>> = inputs
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect();
+    assert!(!seeds.is_empty());
+    let tiny = Limits {
+        max_header_size: 300,
+        max_depth: 3,
+        max_parts: 6,
+        max_boundary_length: 20,
+        max_line_length: 40,
+    };
+    let mut rng = XorShift(0x5eed_1234_abcd_ef01);
+    let mut failures = Vec::new();
+    for round in 0..5000 {
+        let base = &seeds[(rng.next() % seeds.len() as u64) as usize];
+        let mut m = base.clone();
+        for _ in 0..1 + rng.next() % 6 {
+            let at = (rng.next() % (m.len() as u64 + 1)) as usize;
+            match rng.next() % 4 {
+                0 | 1 => {
+                    let f = FRAGMENTS[(rng.next() % FRAGMENTS.len() as u64) as usize];
+                    m.splice(at..at, f.iter().copied());
+                }
+                2 => {
+                    let n = (rng.next() % 8) as usize;
+                    m.drain(at..(at + n).min(m.len()));
+                }
+                _ => {
+                    let n = (rng.next() % 64) as usize;
+                    let piece: Vec<u8> = m[at..(at + n).min(m.len())].to_vec();
+                    m.splice(at..at, piece);
+                }
+            }
+        }
+        for limits in [Limits::default(), tiny] {
+            let r = std::panic::catch_unwind(|| {
+                let (whole, s, _) = parse(&m, limits, Split::Whole);
+                for split in [Split::Fixed(1), Split::Fixed(3), Split::Random(round)] {
+                    let (ev, s2, _) = parse(&m, limits, split);
+                    if ev != whole || s2 != s {
+                        return Err(format!("{split:?}"));
+                    }
+                }
+                Ok(())
+            });
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!(
+                    "round {round}: {e}: {:?}",
+                    String::from_utf8_lossy(&m)
+                )),
+                Err(_) => failures.push(format!(
+                    "round {round}: PANIC: {:?}",
+                    String::from_utf8_lossy(&m)
+                )),
+            }
+        }
+        if failures.len() > 3 {
+            break;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
