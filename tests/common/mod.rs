@@ -832,6 +832,7 @@ pub fn html_mail(from: &str, to: &str, subject_tag: &str) -> Vec<u8> {
 /// What [`check_clean`] found.
 #[derive(Debug)]
 pub struct Clean {
+    /// The outcome word of `X-Mugaika-Status` (`sanitized`, `clean`, `notice-only`).
     pub status: String,
     pub subject: String,
     /// All text/plain parts, decoded.
@@ -886,9 +887,10 @@ pub fn check_clean(data: &[u8], what: &str) -> Clean {
             show()
         );
     }
+    // "sanitized; actions=2", "clean" or "notice-only": the outcome is the leading word.
     let status = msg
         .header_raw("X-Mugaika-Status")
-        .map(|s| s.trim().to_string())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
         .unwrap_or_else(|| panic!("{what}: no X-Mugaika-Status\n{}", show()));
     assert!(
         ["sanitized", "clean", "notice-only"].contains(&status.as_str()),
