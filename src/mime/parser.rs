@@ -8,7 +8,8 @@
 //! finds more structure is the safe one for a sanitiser (every part found is checked; what is
 //! hidden inside text would be passed as text). Lines longer than `max_line_length` are
 //! processed in pieces of exactly that size (flag [`Flags::LINE_TOO_LONG`]) and never
-//! buffered past it; a piece is never a boundary or the start of a header field.
+//! buffered past it; only the first piece of a line can be a delimiter (its other pieces are
+//! then dropped) or start a header field.
 //!
 //! **Headers.** Each part's header block is unfolded into [`Header`]s up to `max_header_size`
 //! (past it: flag, the block ends and the rest is body). A line that is not a field is
@@ -17,16 +18,21 @@
 //! blank line. A folded line that looks like a MIME field of its own (`Content-...:`), or one
 //! that follows a skipped line, starts a new field (flagged) for the same reason.
 //!
-//! **Structure.** Open multiparts form a stack of boundaries. A line that is exactly
-//! `--boundary` or `--boundary--` (trailing whitespace allowed; no prefix matching, so `--b`
-//! and `--bb` are different) of any open multipart, innermost first, is a delimiter there and
-//! closes every part opened inside it (flag [`Flags::MISSING_FINAL_BOUNDARY`]); this holds in
-//! header blocks, preambles and bodies alike. Every boundary a multipart declares (duplicated
-//! parameters, several Content-Type fields) is a delimiter for it. Preamble and epilogue are
-//! dropped. message/rfc822 and message/global are parsed recursively: their header block
-//! starts a child part; when they carry a base64 or quoted-printable encoding (not allowed, but
-//! written), their decoded body is fed to a nested parser, so the hidden message is still
-//! parsed and checked. multipart/digest children default to message/rfc822. Limits
+//! **Structure.** Open multiparts form a stack of boundaries. A line that starts with
+//! `--boundary` of an open multipart is its delimiter (`--boundary--` its close delimiter);
+//! as RFC 2046 5.1.1 says, the rest of the line is ignored (flagged
+//! [`Flags::BOUNDARY_LIKE_LINE`] unless it is whitespace). When several open boundaries
+//! match, an exact match beats a prefix one, then the longest boundary, then the innermost
+//! multipart, so boundaries that prefix each other (`--b` and `--bb`) are told apart. A
+//! delimiter closes every part opened inside its multipart (flag
+//! [`Flags::MISSING_FINAL_BOUNDARY`]); this holds in header blocks, preambles and bodies alike.
+//! A boundary in the middle of a body line is not a delimiter, but is flagged (some readers
+//! cut there). Every boundary a multipart declares (duplicated parameters, several
+//! Content-Type fields; with and without trailing whitespace) delimits it. Preamble and
+//! epilogue are dropped. message/rfc822 and message/global are parsed recursively: their
+//! header block starts a child part; when they carry a base64 or quoted-printable encoding
+//! (not allowed, but written), their decoded body is fed to a nested parser, so the hidden
+//! message is still parsed and checked. multipart/digest children default to message/rfc822. Limits
 //! (`max_depth`, `max_parts`, `max_boundary_length`) turn the excess into an opaque
 //! `application/octet-stream` leaf or skip it, flagged.
 //!
