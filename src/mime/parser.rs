@@ -32,9 +32,9 @@
 //! epilogue are dropped. message/rfc822 and message/global are parsed recursively: their
 //! header block starts a child part; when they carry a base64 or quoted-printable encoding
 //! (not allowed, but written), their decoded body is fed to a nested parser, so the hidden
-//! message is still parsed and checked. multipart/digest children default to message/rfc822. Limits
-//! (`max_depth`, `max_parts`, `max_boundary_length`) turn the excess into an opaque
-//! `application/octet-stream` leaf or skip it, flagged.
+//! message is still parsed and checked. multipart/digest children default to
+//! message/rfc822. Limits (`max_depth`, `max_parts`, `max_boundary_length`) turn the excess
+//! into an opaque `application/octet-stream` leaf or skip it, flagged.
 //!
 //! **Conflicts** are resolved deterministically and conservatively, always flagged: of several
 //! Content-Type fields a multipart one wins (so parts hidden behind a `text/plain` declaration
