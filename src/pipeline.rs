@@ -13,7 +13,7 @@
 //! What is refused ([`SanitizeError::Rejected`]) is deliberately little, because a refused
 //! message is a lost message for the recipient: an empty input, and an input whose beginning
 //! is not a header block at all (after an optional mbox `From ` line, a BOM and blank lines,
-//! the first line must look like `Name: value`). Everything else that parses badly is
+//! the first line must look like `Name: value`, indentation tolerated). Everything else that parses badly is
 //! sanitised conservatively instead.
 //!
 //! [`notice_only`] is the fallback for `on_error = "quarantine"`: a clean message with the
@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{Config, Language};
+use crate::mime::{Limits, Parser};
 use crate::rebuild::{self, NoticeSource, RebuildOptions};
-use crate::sanitise::{Action, ActionKind, CleanModel, TextBuffer, TopHeaders};
+use crate::sanitise::{Action, ActionKind, CleanModel, Sanitiser, TextBuffer, TopHeaders};
 use crate::verify::{self, Expectation};
 
 /// Size of the chunks fed to the parser.
@@ -193,15 +194,24 @@ fn run<R: Read>(
 fn sanitise_stream<R: Read>(
     buf: &mut [u8],
     n: usize,
-    input: R,
+    mut input: R,
     cfg: &Config,
     temp_dir: Option<PathBuf>,
     deadline: &Deadline,
 ) -> Result<CleanModel, SanitizeError> {
-    let _ = (buf, n, input, cfg, temp_dir, deadline);
-    Err(SanitizeError::Internal(
-        "the sanitiser is not available yet".into(),
-    ))
+    let mut parser = Parser::new(Limits::from(&cfg.mime));
+    let mut sanitiser = Sanitiser::new(&cfg.sanitize, temp_dir);
+    let mut n = n;
+    while n > 0 {
+        parser.feed(&buf[..n], &mut sanitiser);
+        deadline.check()?;
+        n = read_chunk(&mut input, buf)
+            .map_err(|e| SanitizeError::Internal(format!("reading the message: {e}")))?;
+    }
+    let summary = parser.finish(&mut sanitiser);
+    sanitiser
+        .finish(summary)
+        .map_err(|e| SanitizeError::Internal(format!("sanitise: {e}")))
 }
 
 /// The policy refusals: an empty input, or one that does not begin with a header block.
@@ -226,6 +236,8 @@ fn refuse_if_not_mail(head: &[u8]) -> Result<(), SanitizeError> {
             rest = next;
             continue;
         }
+        // A first field indented by mistake (" From: ...") is still a header block.
+        let line = &line[line.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
         return if is_field_line(line) {
             Ok(())
         } else {

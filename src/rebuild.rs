@@ -213,23 +213,18 @@ pub fn write_message<T: TextSource, W: Write>(
 ) -> Result<RebuildInfo, RebuildError> {
     // Pass 1: what the text needs.
     let text_scan = scan(text.open()?)?;
-    let mut fallback = false;
-    if opts.charset == OutputCharset::Iso2022Jp && !text_scan.jis_ok {
-        fallback = true;
-    }
-    let mut notice = render_notice(opts, actions, fallback);
-    let mut notice_scan = scan(notice.as_bytes())?;
-    if opts.charset == OutputCharset::Iso2022Jp && !fallback && !notice_scan.jis_ok {
-        fallback = true;
-        notice = render_notice(opts, actions, true);
-        notice_scan = scan(notice.as_bytes())?;
+    // ISO-2022-JP only if both the text and the notice (which may quote file names) fit.
+    let iso = opts.charset == OutputCharset::Iso2022Jp;
+    let mut fallback = iso && !text_scan.jis_ok;
+    if iso && !fallback {
+        fallback = !scan(render_notice(opts, actions).as_bytes())?.jis_ok;
     }
     if fallback {
+        // Added before the final rendering, so that the notice mentions it.
         actions.push(fallback_action());
-        // Render once more so that the notice mentions the fallback it causes.
-        notice = render_notice(opts, actions, false);
-        notice_scan = scan(notice.as_bytes())?;
     }
+    let notice = render_notice(opts, actions);
+    let notice_scan = scan(notice.as_bytes())?;
     let has_text = text_scan.chars > 0;
     let has_notice = !notice.is_empty();
     let sep_scan = scan(SEPARATOR.as_bytes())?;
@@ -369,17 +364,11 @@ fn fallback_action() -> Action {
     }
 }
 
-fn render_notice(opts: &RebuildOptions, actions: &[Action], extra_fallback: bool) -> String {
+fn render_notice(opts: &RebuildOptions, actions: &[Action]) -> String {
     match &opts.notice {
         NoticeSource::Text(t) => t.clone(),
         NoticeSource::Render { render, lang } => {
-            if extra_fallback {
-                let mut a = actions.to_vec();
-                a.push(fallback_action());
-                render(&a, *lang, opts.quarantine_id.as_deref())
-            } else {
-                render(actions, *lang, opts.quarantine_id.as_deref())
-            }
+            render(actions, *lang, opts.quarantine_id.as_deref())
         }
     }
 }

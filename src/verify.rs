@@ -421,6 +421,8 @@ struct Leaf {
     first: Vec<u8>,
     hasher: Sha256,
     scratch: String,
+    /// Reused buffer for one decoded line.
+    tmp: Vec<u8>,
     /// Transfer decoding state: pending CRLF (7bit, QP) and base64 quad.
     pending_crlf: bool,
     quad: [u8; 4],
@@ -472,6 +474,7 @@ impl Leaf {
             first: Vec::with_capacity(8),
             hasher: Sha256::new(),
             scratch: String::new(),
+            tmp: Vec::with_capacity(128),
             pending_crlf: false,
             quad: [0; 4],
             quad_len: 0,
@@ -512,7 +515,8 @@ impl Leaf {
                 if !soft && matches!(line.last(), Some(b' ' | b'\t')) {
                     return Err(self.te_error("unencoded whitespace at a line end"));
                 }
-                let mut out = Vec::with_capacity(body.len());
+                let mut out = std::mem::take(&mut self.tmp);
+                out.clear();
                 let mut i = 0;
                 while i < body.len() {
                     let b = body[i];
@@ -534,13 +538,16 @@ impl Leaf {
                     }
                 }
                 self.pending_crlf = !soft;
-                self.decoded(&out)
+                let r = self.decoded(&out);
+                self.tmp = out;
+                r
             }
             Cte::Base64 => {
                 if line.len() > 76 {
                     return Err(self.te_error("base64 line longer than 76"));
                 }
-                let mut out = Vec::with_capacity(line.len() / 4 * 3 + 3);
+                let mut out = std::mem::take(&mut self.tmp);
+                out.clear();
                 for &c in line {
                     if self.b64_done {
                         return Err(self.te_error("base64 data after the padding"));
@@ -580,7 +587,9 @@ impl Leaf {
                         }
                     }
                 }
-                self.decoded(&out)
+                let r = self.decoded(&out);
+                self.tmp = out;
+                r
             }
         }
     }
