@@ -28,7 +28,6 @@
 //!   are deterministic for golden tests yet cannot be predicted by a sender who would like to
 //!   place one inside their text. The same digest names a generated Message-ID.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -212,22 +211,22 @@ pub fn write_message<T: TextSource, W: Write>(
     out: W,
 ) -> Result<RebuildInfo, RebuildError> {
     // Pass 1: what the text needs.
-    let text_scan = scan(text.open()?)?;
-    // ISO-2022-JP only if both the text and the notice (which may quote file names) fit.
     let iso = opts.charset == OutputCharset::Iso2022Jp;
+    let text_scan = scan(text.open()?, iso)?;
+    // ISO-2022-JP only if both the text and the notice (which may quote file names) fit.
     let mut fallback = iso && !text_scan.jis_ok;
     if iso && !fallback {
-        fallback = !scan(render_notice(opts, actions).as_bytes())?.jis_ok;
+        fallback = !scan(render_notice(opts, actions).as_bytes(), true)?.jis_ok;
     }
     if fallback {
         // Added before the final rendering, so that the notice mentions it.
         actions.push(fallback_action());
     }
     let notice = render_notice(opts, actions);
-    let notice_scan = scan(notice.as_bytes())?;
+    let notice_scan = scan(notice.as_bytes(), iso)?;
     let has_text = text_scan.chars > 0;
     let has_notice = !notice.is_empty();
-    let sep_scan = scan(SEPARATOR.as_bytes())?;
+    let sep_scan = scan(SEPARATOR.as_bytes(), iso)?;
     let mut total = notice_scan.clone();
     if has_notice && has_text {
         total.merge(&sep_scan);
@@ -1176,9 +1175,11 @@ const ESC_ASCII: &[u8] = b"\x1b(B";
 /// ISO-2022-JP decoder knows: rows 1-8 and 16-84. encoding_rs's tables also hold the NEC row 13
 /// and the IBM rows 89-92 (①, ㈱, 髙), which Python's and many MUAs' decoders refuse.
 pub fn jis_cell(c: char) -> Option<[u8; 2]> {
-    static TABLE: OnceLock<HashMap<char, [u8; 2]>> = OnceLock::new();
+    // A flat table over the BMP (128 KiB, built once): the lookup is on the per-character
+    // path of the text writer.
+    static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
     let t = TABLE.get_or_init(|| {
-        let mut m = HashMap::with_capacity(7000);
+        let mut m = vec![0u16; 0x10000];
         for row in (1u8..=8).chain(16..=84) {
             for col in 1u8..=94 {
                 let euc = [0xA0 + row, 0xA0 + col];
@@ -1187,7 +1188,11 @@ pub fn jis_cell(c: char) -> Option<[u8; 2]> {
                 {
                     let mut it = s.chars();
                     if let (Some(ch), None) = (it.next(), it.next()) {
-                        m.entry(ch).or_insert([0x20 + row, 0x20 + col]);
+                        if let Some(slot) = m.get_mut(ch as usize) {
+                            if *slot == 0 {
+                                *slot = u16::from_be_bytes([0x20 + row, 0x20 + col]);
+                            }
+                        }
                     }
                 }
             }
@@ -1195,13 +1200,19 @@ pub fn jis_cell(c: char) -> Option<[u8; 2]> {
         // The same cells under the mappings of other converters (JIS0208.TXT, Python, Macs):
         // 〜 ‖ − ¢ £ ¬ are written as the cells encoding_rs calls ～ ∥ － ￠ ￡ ￢.
         for (alias, canonical) in JIS_ALIASES {
-            if let Some(cell) = m.get(canonical).copied() {
-                m.entry(*alias).or_insert(cell);
+            let cell = m.get(*canonical as usize).copied().unwrap_or(0);
+            if let Some(slot) = m.get_mut(*alias as usize) {
+                if *slot == 0 {
+                    *slot = cell;
+                }
             }
         }
         m
     });
-    t.get(&c).copied()
+    match t.get(c as usize).copied() {
+        Some(v) if v != 0 => Some(v.to_be_bytes()),
+        _ => None,
+    }
 }
 
 /// Characters that different converters map to the same JIS X 0208 cell, with the form
@@ -1314,6 +1325,8 @@ pub struct TextScan {
     /// Longest ISO-2022-JP line in octets (escape sequences included, CRLF excluded).
     pub jis_max_line: u64,
     jis_line: u64,
+    /// The last line has no line end yet.
+    open_line: bool,
     pub digest: [u8; 32],
 }
 
@@ -1447,8 +1460,9 @@ fn qp_literal(b: u8) -> bool {
     (33..=126).contains(&b) && b != b'='
 }
 
-/// Pass 1: reads the whole text and measures it for both charsets.
-pub fn scan<R: Read>(mut r: R) -> io::Result<TextScan> {
+/// Pass 1: reads the whole text and measures it: UTF-8 always, ISO-2022-JP when `jis` is set
+/// (else `jis_ok` and `jis_max_line` are not measured).
+pub fn scan<R: Read>(mut r: R, jis_wanted: bool) -> io::Result<TextScan> {
     let mut s = TextScan {
         jis_ok: true,
         ..TextScan::default()
@@ -1482,10 +1496,16 @@ pub fn scan<R: Read>(mut r: R) -> io::Result<TextScan> {
     let ev = |s: &mut TextScan, jis: &mut bool, kana: &mut KanaFolder, e: Ev| match e {
         Ev::Char(c) => {
             s.chars += 1;
-            let mut b = [0u8; 4];
-            let e = c.encode_utf8(&mut b).as_bytes();
-            s.utf8_bytes += e.len() as u64;
-            s.qp_escapes += e.iter().filter(|&&x| !qp_literal(x) && x != b' ').count() as u64;
+            s.open_line = true;
+            let len = c.len_utf8() as u64;
+            s.utf8_bytes += len;
+            // Every octet of a non-ASCII character is escaped in quoted-printable.
+            if !c.is_ascii() || !(qp_literal(c as u8) || c == ' ') {
+                s.qp_escapes += len;
+            }
+            if !jis_wanted {
+                return;
+            }
             let mut chars = [None, None];
             let mut n = 0;
             kana.push(c, &mut |x| {
@@ -1501,6 +1521,10 @@ pub fn scan<R: Read>(mut r: R) -> io::Result<TextScan> {
         Ev::Newline => {
             s.chars += 1;
             s.utf8_bytes += 2;
+            s.open_line = false;
+            if !jis_wanted {
+                return;
+            }
             let mut last = None;
             kana.finish(&mut |x| last = Some(x));
             if let Some(x) = last {
@@ -1539,7 +1563,7 @@ pub fn scan<R: Read>(mut r: R) -> io::Result<TextScan> {
     if jis {
         s.jis_line += 3;
     }
-    if s.jis_line > 0 {
+    if s.open_line {
         // The writer ends an unterminated last line with CRLF.
         s.jis_max_line = s.jis_max_line.max(s.jis_line);
         s.utf8_bytes += 2;

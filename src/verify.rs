@@ -552,15 +552,10 @@ impl Leaf {
                     if self.b64_done {
                         return Err(self.te_error("base64 data after the padding"));
                     }
-                    let v = match c {
-                        b'A'..=b'Z' => c - b'A',
-                        b'a'..=b'z' => c - b'a' + 26,
-                        b'0'..=b'9' => c - b'0' + 52,
-                        b'+' => 62,
-                        b'/' => 63,
-                        b'=' => 64,
-                        _ => return Err(self.te_error("character outside the base64 alphabet")),
-                    };
+                    let v = B64_VALUE[usize::from(c)];
+                    if v == 0xFF {
+                        return Err(self.te_error("character outside the base64 alphabet"));
+                    }
                     self.quad[self.quad_len] = v;
                     self.quad_len += 1;
                     if self.quad_len == 4 {
@@ -704,6 +699,26 @@ impl Leaf {
         ))
     }
 }
+
+/// Base64 values (64 for the padding `=`, 0xFF outside the alphabet).
+const B64_VALUE: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'=' as usize] = 64;
+    t
+};
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {

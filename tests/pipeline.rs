@@ -492,3 +492,44 @@ fn a_plain_message_is_a_single_text_part() {
         Some("text".into())
     );
 }
+
+#[test]
+fn a_large_message_is_verified_by_the_streaming_pass() {
+    // About 14 MB of Japanese text: the clean message (base64) passes 16 MiB, so the verifier
+    // checks it without a whole-message parse.
+    let mut msg = b"From: a@example.jp\r\nSubject: large\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        .to_vec();
+    let line = "大きな本文の行です。Large body line 0123456789.\r\n";
+    while msg.len() < 14_000_000 {
+        msg.extend_from_slice(line.as_bytes());
+    }
+    msg.extend_from_slice("最後の行\r\n".as_bytes());
+    let (r, out) = run(&msg, &cfg());
+    let report = r.unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.output_bytes > 16 << 20, "{}", report.output_bytes);
+    let raw = out.bytes();
+    assert_eq!(raw.len() as u64, report.output_bytes);
+    // The streaming pass alone still catches damage at the very end.
+    let expect = mugaika::verify::Expectation {
+        text_prefix: line.replace("\r\n", "\n"),
+        ..Default::default()
+    };
+    mugaika::verify::verify_file(&out.path, &expect).unwrap();
+    let mut bad = raw.clone();
+    let at = bad.len() - 10;
+    bad.insert(at, b'\n');
+    std::fs::write(&out.path, &bad).unwrap();
+    assert!(matches!(
+        mugaika::verify::verify_file(&out.path, &expect),
+        Err(mugaika::verify::Violation::BareLineEnd { .. })
+    ));
+    let mut bad = raw;
+    let at = bad.len() - 10;
+    bad[at] = b'!';
+    std::fs::write(&out.path, &bad).unwrap();
+    assert!(matches!(
+        mugaika::verify::verify_file(&out.path, &expect),
+        Err(mugaika::verify::Violation::TransferEncoding { .. })
+    ));
+}
