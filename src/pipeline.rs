@@ -312,6 +312,9 @@ fn write_and_verify(
     let info = rebuild::write_clean(model, &opts, &file)
         .map_err(|e| SanitizeError::Internal(format!("rebuild: {e}")))?;
     drop(file);
+    // The text (up to `sanitize.memory_buffer` in memory, or a spill file) is not needed any
+    // more: free it before the verifier reads the message back.
+    model.text = TextBuffer::new(0, None);
     let expect = Expectation {
         text_prefix: prefix,
         attachments: model.attachments.len(),

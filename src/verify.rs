@@ -19,7 +19,9 @@
 //!    up to [`Expectation::whole_parse_limit`] (16 MiB): it must find the same leaves, none with
 //!    an encoding problem, no HTML, allowed types, the same attachment bytes (SHA-256), and the
 //!    body text. Larger messages rely on the streaming pass alone (the memory target of a 100 MB
-//!    message in 64 MB RSS leaves no room for a whole-message parse).
+//!    message in 64 MB RSS leaves no room for a whole-message parse), and concurrent whole
+//!    parses share a process-wide budget ([`WHOLE_PARSE_BUDGET`]) so that a relay verifying
+//!    many messages at once stays bounded too.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -33,8 +35,8 @@ const MAX_LINE: usize = 998;
 /// Bound on one header block (ours are far smaller; References can be long).
 const MAX_HEADER: usize = 4 << 20;
 /// How much of the decoded text part is kept for the prefix check, beyond the prefix itself
-/// (the notice comes first).
-const HEAD_SLACK: usize = 1 << 20;
+/// (the notice comes first: at most a few hundred short lines).
+const HEAD_SLACK: usize = 256 << 10;
 
 /// Header fields the top level of a clean message may carry (lower case).
 const TOP_FIELDS: &[&str] = &[
@@ -124,10 +126,43 @@ pub fn verify_file(path: &Path, expect: &Expectation) -> Result<(), Violation> {
     let size = std::fs::metadata(path)?.len();
     let found = stream_check(File::open(path)?, expect)?;
     if size <= expect.whole_parse_limit {
+        let _budget = WholeParseBudget::acquire(size);
         let raw = std::fs::read(path)?;
         parse_check(&raw, expect, &found)?;
     }
     Ok(())
+}
+
+/// Octets of clean messages being parsed whole at the same time, process-wide. A whole parse
+/// costs about 2.5 times the message (the file, and mail-parser's decoded parts); the relay
+/// may verify dozens of messages at once (50 sessions of 10 MB must stay within 512 MB), so
+/// whole parses wait for each other past this budget. The streaming pass needs no budget.
+pub const WHOLE_PARSE_BUDGET: u64 = 48 << 20;
+
+static BUDGET_USED: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+static BUDGET_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A share of [`WHOLE_PARSE_BUDGET`], given back when dropped (also on a panic).
+struct WholeParseBudget(u64);
+
+impl WholeParseBudget {
+    fn acquire(n: u64) -> WholeParseBudget {
+        let mut used = BUDGET_USED.lock().unwrap_or_else(|e| e.into_inner());
+        // A message larger than the whole budget still runs, alone.
+        while *used > 0 && used.saturating_add(n) > WHOLE_PARSE_BUDGET {
+            used = BUDGET_FREED.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += n;
+        WholeParseBudget(n)
+    }
+}
+
+impl Drop for WholeParseBudget {
+    fn drop(&mut self) {
+        let mut used = BUDGET_USED.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(self.0);
+        BUDGET_FREED.notify_all();
+    }
 }
 
 /// Checks a clean message held in memory (tests, small messages).
@@ -1323,5 +1358,34 @@ mod tests {
         verify_file(&p, &exp(1)).unwrap();
         std::fs::write(&p, b"Subject: x\n\nbody\n").unwrap();
         assert!(verify_file(&p, &exp(0)).is_err());
+    }
+
+    #[test]
+    fn whole_parse_budget_bounds_concurrent_parses() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let peak = Arc::new(AtomicU64::new(0));
+        let now = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (peak, now) = (peak.clone(), now.clone());
+                std::thread::spawn(move || {
+                    let n = WHOLE_PARSE_BUDGET / 3;
+                    let _g = WholeParseBudget::acquire(n);
+                    let cur = now.fetch_add(n, Ordering::SeqCst) + n;
+                    peak.fetch_max(cur, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    now.fetch_sub(n, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let p = peak.load(Ordering::SeqCst);
+        assert!(p <= WHOLE_PARSE_BUDGET, "{p}");
+        assert!(p >= WHOLE_PARSE_BUDGET / 3);
+        // A message larger than the budget still gets its turn.
+        drop(WholeParseBudget::acquire(WHOLE_PARSE_BUDGET * 2));
     }
 }
