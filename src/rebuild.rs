@@ -1703,25 +1703,25 @@ impl<'w, W: Write> BodyWriter<'w, W> {
                 self.flush_b64(false)
             }
             TextEncoding::QuotedPrintable => {
-                let mut enc = [0u8; 12];
-                let mut n = 0;
-                for &b in g {
-                    if qp_literal(b) || b == b' ' || b == b'\t' {
-                        enc[n] = b;
-                        n += 1;
-                    } else {
-                        enc[n] = b'=';
-                        enc[n + 1] = HEX[(b >> 4) as usize];
-                        enc[n + 2] = HEX[(b & 15) as usize];
-                        n += 3;
-                    }
-                }
-                if self.line.len() + n > 75 {
+                let literal = |b: u8| qp_literal(b) || b == b' ' || b == b'\t';
+                let n: usize = g.iter().map(|&b| if literal(b) { 1 } else { 3 }).sum();
+                // A group (one character) is never split by a soft line break.
+                if !self.line.is_empty() && self.line.len() + n > 75 {
                     self.line.extend_from_slice(b"=\r\n");
                     self.out.write_all(&self.line)?;
                     self.line.clear();
                 }
-                self.line.extend_from_slice(&enc[..n]);
+                for &b in g {
+                    if literal(b) {
+                        self.line.push(b);
+                    } else {
+                        self.line.extend_from_slice(&[
+                            b'=',
+                            HEX[usize::from(b >> 4)],
+                            HEX[usize::from(b & 15)],
+                        ]);
+                    }
+                }
                 Ok(())
             }
         }
