@@ -78,7 +78,8 @@ impl std::fmt::Debug for NoticeSource {
 pub struct RebuildOptions {
     /// `sanitize.output_charset`.
     pub charset: OutputCharset,
-    /// `sanitize.subject_tag`: `[tag] ` is prepended to the Subject when not empty.
+    /// `sanitize.subject_tag`: prepended verbatim, with a space, to the Subject when not
+    /// empty (the administrator writes the brackets: `"[無害化]"`, `"【外部メール】"`).
     pub subject_tag: String,
     /// The notice at the top of the text part.
     pub notice: NoticeSource,
@@ -517,14 +518,14 @@ fn write_top_headers<W: Write>(
     let subject = match (h.subject.as_deref().map(clean_text), tag.is_empty()) {
         (Some(s), true) => Some(s),
         (Some(s), false) => {
-            let t = format!("[{tag}]");
-            if s.trim_start().starts_with(&t) {
+            // A reply to a tagged message already carries the tag: do not stack them.
+            if s.trim_start().starts_with(tag) {
                 Some(s)
             } else {
-                Some(format!("{t} {s}"))
+                Some(format!("{tag} {s}"))
             }
         }
-        (None, false) => Some(format!("[{tag}]")),
+        (None, false) => Some(tag.to_string()),
         (None, true) => None,
     };
     if let Some(s) = subject {
@@ -2092,7 +2093,7 @@ mod tests {
         let mut h = headers();
         h.subject = Some("=?UTF-8?B?5pel?= is literal".into());
         let o = RebuildOptions {
-            subject_tag: "外部".into(),
+            subject_tag: "[外部]".into(),
             ..opts(OutputCharset::Utf8)
         };
         let (out, _, _) = build(&h, "x\n", &[], &o);
@@ -2102,6 +2103,14 @@ mod tests {
         let (out, _, _) = build(&h, "x\n", &[], &o);
         let m = MessageParser::default().parse(&out).unwrap();
         assert_eq!(m.subject(), Some("[外部] Re: 既に付いている"));
+        let o = RebuildOptions {
+            subject_tag: "【外部メール】".into(),
+            ..opts(OutputCharset::Utf8)
+        };
+        h.subject = Some("請求書".into());
+        let (out, _, _) = build(&h, "x\n", &[], &o);
+        let m = MessageParser::default().parse(&out).unwrap();
+        assert_eq!(m.subject(), Some("【外部メール】 請求書"));
     }
 
     #[test]
