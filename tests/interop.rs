@@ -30,23 +30,14 @@ const RELAY_DOMAIN: &str = "city.example.lg.jp";
 /// A phrase of genmail's Japanese text, present in both alternatives of its HTML mail.
 const GENMAIL_PHRASE: &str = "お世話になっております。市民課の山田です。";
 
-/// The reason a notice-only message gives while the sanitiser is not wired into the pipeline
-/// yet (`pipeline::sanitise_stream`); every other notice-only outcome is a failure here.
-const PENDING: &str = "the sanitiser is not available yet";
-
 /// Asserts that a clean message still holds the original text `phrase`. A well-formed mail
-/// must be sanitised, never reduced to a notice: a notice-only message fails the test unless
-/// its reason is [`PENDING`] (then false is returned and the text is not checked; the test
-/// reports how many were pending).
-fn assert_text_kept(clean: &Clean, phrase: &str, what: &str) -> bool {
-    if clean.status == "notice-only" {
-        assert!(
-            clean.text.contains(PENDING),
-            "{what}: a well-formed mail was not sanitised (notice-only):\n{}",
-            clean.text
-        );
-        return false;
-    }
+/// must be sanitised, never reduced to a notice.
+fn assert_text_kept(clean: &Clean, phrase: &str, what: &str) {
+    assert_ne!(
+        clean.status, "notice-only",
+        "{what}: a well-formed mail was not sanitised (notice-only):\n{}",
+        clean.text
+    );
     // Line breaks may fall anywhere in converted text: compare without white space.
     let squeeze = |t: &str| t.split_whitespace().collect::<String>();
     assert!(
@@ -54,17 +45,6 @@ fn assert_text_kept(clean: &Clean, phrase: &str, what: &str) -> bool {
         "{what}: the original text {phrase:?} is missing:\n{}",
         clean.text
     );
-    true
-}
-
-/// Prints the loud note that the text checks could not run on `pending` messages.
-fn report_pending(test: &str, pending: usize) {
-    if pending > 0 {
-        eprintln!(
-            "\n******** NOTE {test}: {pending} message(s) notice-only because \"{PENDING}\": \
-             the original-text checks did not run on them ********\n"
-        );
-    }
 }
 
 /// Our `Received:` field of a sink message (the one `by mugaika.test`), unfolded.
@@ -210,7 +190,6 @@ fn smtp_source_through_mugaika_to_smtp_sink() {
     let mut quarantine_ids = std::collections::HashSet::new();
     let (mut html_seen, mut plain_seen) = (0, 0);
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
-    let mut pending = 0;
     for m in &messages {
         let what = m.file.display().to_string();
         assert_eq!(m.helo, "mugaika.test", "{what}");
@@ -244,7 +223,7 @@ fn smtp_source_through_mugaika_to_smtp_sink() {
                     "{what}: {}",
                     clean.subject
                 );
-                pending += usize::from(!assert_text_kept(&clean, GENMAIL_PHRASE, &what));
+                assert_text_kept(&clean, GENMAIL_PHRASE, &what);
                 // Nothing of the HTML's script survives (checked in check_clean).
             }
             "bulk@internet.example" => {
@@ -256,7 +235,6 @@ fn smtp_source_through_mugaika_to_smtp_sink() {
     }
     assert_eq!((html_seen, plain_seen), (HTML_N, PLAIN_N));
     eprintln!("smtp-source → mugaika → smtp-sink: {n} messages, X-Mugaika-Status {statuses:?}");
-    report_pending("smtp-source", pending);
 
     // Python's own parser agrees that every delivered message keeps the invariants.
     let files = write_messages(&messages, &tmp.path().join("delivered"));
@@ -412,7 +390,6 @@ fn swaks_plain_pipelined_starttls_and_refused_recipients() {
         Duration::from_millis(500),
     );
     let mut seen = Vec::new();
-    let mut pending = 0;
     for m in sink.messages() {
         let what = format!("{} ({:?})", m.file.display(), m.rcpts);
         assert_eq!(m.mail_from, from, "{what}");
@@ -440,23 +417,19 @@ fn swaks_plain_pipelined_starttls_and_refused_recipients() {
             "with ESMTP "
         };
         assert!(received.contains(proto), "{what}: {received}");
-        if assert_text_kept(&clean, PHRASE, &what) {
-            // links = "defang": the target is shown but cannot be clicked.
-            assert!(
-                clean.text.contains("hxxp://phish[.]example/login"),
-                "{what}: link not defanged:\n{}",
-                clean.text
-            );
-            assert!(!clean.text.contains("http://phish.example"), "{what}");
-        } else {
-            pending += 1;
-        }
+        assert_text_kept(&clean, PHRASE, &what);
+        // links = "defang": the target is shown but cannot be clicked.
+        assert!(
+            clean.text.contains("hxxp://phish[.]example/login"),
+            "{what}: link not defanged:\n{}",
+            clean.text
+        );
+        assert!(!clean.text.contains("http://phish.example"), "{what}");
         assert!(!clean.text.contains("tracker.example/p.gif"), "{what}");
         seen.push(mode);
     }
     seen.sort();
     assert_eq!(seen, expected);
-    report_pending("swaks", pending);
     let files = write_messages(&sink.messages(), &tmp.path().join("delivered"));
     checkmail(&files, tmp.path());
 }
@@ -572,8 +545,7 @@ fn postfix_upstream_and_downstream() {
     let clean = check_clean(&m.data, "postfix chain");
     assert_eq!(clean.subject, "お知らせ postfix");
     assert!(!clean.headers.iter().any(|h| h == "x-mailer"));
-    let kept = assert_text_kept(&clean, PHRASE, "postfix chain");
-    report_pending("postfix", usize::from(!kept));
+    assert_text_kept(&clean, PHRASE, "postfix chain");
     eprintln!(
         "swaks → Postfix → mugaika → Postfix → smtp-sink: 1 message, X-Mugaika-Status {}",
         clean.status
