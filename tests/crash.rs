@@ -52,8 +52,9 @@ struct SinkState {
     messages: usize,
     /// Messages without an id (must stay 0).
     unmarked: usize,
-    /// Messages without our status header (must stay 0: only clean messages leave mugaika).
-    not_clean: usize,
+    /// `X-Mugaika-Status` value → messages (`none` without the field). Only clean messages
+    /// leave mugaika, and these well-formed ones must all be sanitised, never notice-only.
+    statuses: HashMap<String, usize>,
 }
 
 struct Sink {
@@ -84,9 +85,9 @@ impl Sink {
         Sink { addr, state, task }
     }
 
-    fn snapshot(&self) -> (HashMap<u32, usize>, usize, usize, usize) {
+    fn snapshot(&self) -> (HashMap<u32, usize>, usize, usize, HashMap<String, usize>) {
         let s = self.state.lock().expect("sink state");
-        (s.ids.clone(), s.messages, s.unmarked, s.not_clean)
+        (s.ids.clone(), s.messages, s.unmarked, s.statuses.clone())
     }
 }
 
@@ -99,6 +100,18 @@ fn find_id(data: &[u8]) -> Option<u32> {
         .take_while(u8::is_ascii_digit)
         .collect();
     std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// The value of the `X-Mugaika-Status:` field (up to its first `;`), or `None` without one.
+fn status_of(data: &[u8]) -> Option<String> {
+    const NAME: &[u8] = b"X-Mugaika-Status:";
+    let at = data.windows(NAME.len()).position(|w| w == NAME)? + NAME.len();
+    let value: Vec<u8> = data[at..]
+        .iter()
+        .copied()
+        .take_while(|&b| b != b'\r' && b != b'\n' && b != b';')
+        .collect();
+    Some(String::from_utf8_lossy(&value).trim().to_string())
 }
 
 /// One session of the sink: answers 250 to everything, 354 to DATA, and records the message at
@@ -145,9 +158,8 @@ async fn sink_session(sock: TcpStream, st: Arc<Mutex<SinkState>>) {
                     Some(id) => *s.ids.entry(id).or_default() += 1,
                     None => s.unmarked += 1,
                 }
-                if !data.windows(17).any(|w| w == b"X-Mugaika-Status:") {
-                    s.not_clean += 1;
-                }
+                let status = status_of(&data).unwrap_or_else(|| "none".into());
+                *s.statuses.entry(status).or_default() += 1;
             }
             b"250 2.0.0 ok\r\n"
         } else {
@@ -538,7 +550,7 @@ async fn kill_9_twice_while_600_messages_stream_in_loses_nothing() {
     }
     let queued_left = dir_entries(&spool.join("queue"));
     let corrupt = dir_entries(&spool.join("corrupt"));
-    let (ids, messages, unmarked, not_clean) = sink.snapshot();
+    let (ids, messages, unmarked, statuses) = sink.snapshot();
     let lost: Vec<u32> = {
         let mut l: Vec<u32> = accepted_set
             .iter()
@@ -562,9 +574,9 @@ async fn kill_9_twice_while_600_messages_stream_in_loses_nothing() {
         lost.len()
     );
     println!(
-        "crash test: next hop received {messages} messages ({} distinct); restarts that \
-         removed partial entries: {partial_removed}; left in queue {queued_left}, \
-         corrupt {corrupt}",
+        "crash test: next hop received {messages} messages ({} distinct, X-Mugaika-Status \
+         {statuses:?}); restarts that removed partial entries: {partial_removed}; left in \
+         queue {queued_left}, corrupt {corrupt}",
         ids.len()
     );
 
@@ -581,9 +593,9 @@ async fn kill_9_twice_while_600_messages_stream_in_loses_nothing() {
         log_tail(&log)
     );
     assert_eq!(unmarked, 0, "messages at the next hop without an id");
-    assert_eq!(
-        not_clean, 0,
-        "messages at the next hop without X-Mugaika-Status"
+    assert!(
+        statuses.keys().all(|s| s == "clean" || s == "sanitized"),
+        "every message at the next hop sanitised (not notice-only): {statuses:?}"
     );
     assert_eq!(corrupt, 0, "a kill -9 left a corrupt spool entry");
     assert_eq!(
@@ -609,4 +621,11 @@ fn find_id_reads_the_number_after_the_token() {
     assert_eq!(find_id(&message(599)), Some(599));
     assert_eq!(find_id(b"Subject: nothing here\r\n"), None);
     assert_eq!(find_id(b"mugaika-crash-"), None);
+    let clean = b"Subject: x\r\nX-Mugaika-Status: sanitized; actions=2\r\n\r\nbody\r\n";
+    assert_eq!(status_of(clean).as_deref(), Some("sanitized"));
+    assert_eq!(
+        status_of(b"X-Mugaika-Status: clean\r\n").as_deref(),
+        Some("clean")
+    );
+    assert_eq!(status_of(b"Subject: x\r\n\r\n"), None);
 }

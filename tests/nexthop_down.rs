@@ -50,6 +50,9 @@ struct SinkState {
     unmarked: usize,
     /// Connections turned away with 421.
     refused: usize,
+    /// Messages whose `X-Mugaika-Status` is not `clean` or `sanitized` (must stay 0: these
+    /// well-formed messages are sanitised, never notice-only).
+    not_sanitised: Vec<Option<String>>,
 }
 
 struct Sink {
@@ -84,6 +87,7 @@ impl Sink {
             ids: HashMap::new(),
             unmarked: 0,
             refused: 0,
+            not_sanitised: Vec::new(),
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -109,6 +113,10 @@ impl Sink {
     fn refused(&self) -> usize {
         self.state.lock().expect("sink state").refused
     }
+
+    fn not_sanitised(&self) -> Vec<Option<String>> {
+        self.state.lock().expect("sink state").not_sanitised.clone()
+    }
 }
 
 /// The number after [`TOKEN`] in `data`.
@@ -120,6 +128,18 @@ fn find_id(data: &[u8]) -> Option<u32> {
         .take_while(u8::is_ascii_digit)
         .collect();
     std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// The value of the `X-Mugaika-Status:` field (up to its first `;`), or `None` without one.
+fn status_of(data: &[u8]) -> Option<String> {
+    const NAME: &[u8] = b"X-Mugaika-Status:";
+    let at = data.windows(NAME.len()).position(|w| w == NAME)? + NAME.len();
+    let value: Vec<u8> = data[at..]
+        .iter()
+        .copied()
+        .take_while(|&b| b != b'\r' && b != b'\n' && b != b';')
+        .collect();
+    Some(String::from_utf8_lossy(&value).trim().to_string())
 }
 
 async fn sink_session(sock: TcpStream, st: Arc<Mutex<SinkState>>) {
@@ -175,6 +195,10 @@ async fn sink_session(sock: TcpStream, st: Arc<Mutex<SinkState>>) {
             match find_id(&data) {
                 Some(id) => *s.ids.entry(id).or_default() += 1,
                 None => s.unmarked += 1,
+            }
+            let status = status_of(&data);
+            if !matches!(status.as_deref(), Some("clean" | "sanitized")) {
+                s.not_sanitised.push(status);
             }
             b"250 2.0.0 ok\r\n"
         } else {
@@ -483,6 +507,11 @@ async fn messages_accepted_while_the_next_hop_is_down_arrive_once_it_returns() {
         "delivered more than once: {duplicates:?}"
     );
     assert_eq!(sink.unmarked(), 0, "messages without an id");
+    assert_eq!(
+        sink.not_sanitised(),
+        Vec::<Option<String>>::new(),
+        "X-Mugaika-Status"
+    );
     assert_eq!(queue_list(&config).0, 0);
     assert!(
         relay.exited().is_none(),
