@@ -369,7 +369,7 @@ fn notice_only_message_keeps_readable_headers() {
         let mut c = cfg();
         c.sanitize.notice_language = lang;
         c.sanitize.output_charset = cs;
-        c.sanitize.subject_tag = "要確認".into();
+        c.sanitize.subject_tag = "[要確認]".into();
         let out = Out::new();
         let report = notice_only(
             &input,

@@ -898,6 +898,12 @@ where
         clean,
         scratch,
     } = paths;
+    // At most a few sanitisers run at once, whatever the number of sessions: the work is
+    // CPU-bound, and each may hold a bounded but not small amount of memory (an HTML body in
+    // the converter, the verifier's parse), so 50 sessions finishing DATA together must queue
+    // here rather than multiply the peak RSS. The permit is held by this future, not by the
+    // blocking thread, so a sanitiser abandoned at its deadline frees its slot.
+    let _permit = sanitizer_slots().acquire().await.ok();
     let phase = Arc::new(Mutex::new(Phase::Running));
     let phase2 = phase.clone();
     let task = tokio::task::spawn_blocking(move || {
@@ -937,6 +943,15 @@ where
             Err(SanitizeError::Timeout(limit))
         }
     }
+}
+
+/// The process-wide limit on sanitisers running at once: twice the available cores.
+fn sanitizer_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new((cores * 2).max(2))
+    })
 }
 
 /// The files one sanitiser call works on.
