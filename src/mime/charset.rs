@@ -19,7 +19,9 @@
 //!   katakana) into escape sequences, reads the long-form and JIS X 0213 designations as JIS X
 //!   0208, and drops an escape sequence immediately followed by another one: the WHATWG decoder
 //!   reports such a pair as an error, but joined RFC 2047 words (`...ESC ( B` + `ESC $ B...`)
-//!   produce it all the time. JIS X 0212 (ESC `$` `(` `D`) is not decodable and gives U+FFFD.
+//!   produce it all the time. A CR or LF returns to ASCII (a line that ends in JIS X 0208 mode
+//!   keeps its line break), JIS X 0212 (ESC `$` `(` `D`) is decoded, and the characters of
+//!   other sets WHATWG does not know give one U+FFFD each (reported as errors).
 //! - [`TextDecoder`]: a streaming decoder for bodies with bounded memory (the sample, then
 //!   `encoding_rs`'s streaming decoder) whose output does not depend on how the input is split.
 
@@ -589,8 +591,10 @@ enum Inner {
     Rs {
         decoder: encoding_rs::Decoder,
         /// Present for ISO-2022-JP: see [`Iso2022Filter`].
-        filter: Option<Iso2022Filter>,
+        filter: Option<Box<Iso2022Filter>>,
         scratch: Vec<u8>,
+        /// Characters the filter decoded itself, with their place in `scratch`.
+        inserts: Vec<(usize, char)>,
     },
     Utf7(Utf7Decoder),
 }
@@ -600,8 +604,9 @@ impl Inner {
         match kind {
             Kind::Rs(e) => Inner::Rs {
                 decoder: e.new_decoder_with_bom_removal(),
-                filter: (e == encoding_rs::ISO_2022_JP).then(Iso2022Filter::default),
+                filter: (e == encoding_rs::ISO_2022_JP).then(Box::default),
                 scratch: Vec::new(),
+                inserts: Vec::new(),
             },
             Kind::Utf7 => Inner::Utf7(Utf7Decoder::default()),
         }
@@ -614,16 +619,31 @@ impl Inner {
                 decoder,
                 filter,
                 scratch,
+                inserts,
             } => match filter {
                 Some(f) => {
                     scratch.clear();
-                    f.filter(src, scratch, last);
-                    let r = rs_decode(decoder, scratch, out, last);
+                    inserts.clear();
+                    f.filter(src, scratch, inserts, last);
+                    let mut errors = false;
+                    let mut at = 0;
+                    for &(pos, c) in inserts.iter() {
+                        let piece = scratch.get(at..pos).unwrap_or_default();
+                        errors |= rs_decode(decoder, piece, out, false);
+                        errors |= c == '\u{FFFD}';
+                        out.push(c);
+                        at = pos;
+                    }
+                    let rest = scratch.get(at..).unwrap_or_default();
+                    errors |= rs_decode(decoder, rest, out, last);
                     // Do not keep a large scratch buffer alive between chunks.
                     if scratch.capacity() > 64 * 1024 {
                         *scratch = Vec::new();
                     }
-                    r
+                    if inserts.capacity() > 4096 {
+                        *inserts = Vec::new();
+                    }
+                    errors
                 }
                 None => rs_decode(decoder, src, out, last),
             },
@@ -654,27 +674,128 @@ fn rs_decode(
     }
 }
 
-/// Byte filter in front of the ISO-2022-JP decoder: SO/SI (CP50222 half-width katakana) become
-/// ESC `(` `I` / ESC `(` `B`; the long form ESC `$` `(` `B` and the JIS X 0213 designations
-/// ESC `$` `(` `O`/`Q` (ISO-2022-JP-3/2004, whose common characters are JIS X 0208's) become
-/// ESC `$` `B`; and an escape sequence directly followed by another one is dropped (WHATWG
-/// reports that as an error; joined encoded words produce it constantly).
+/// Byte filter in front of the ISO-2022-JP decoder. What it adds to the WHATWG decoder:
+///
+/// - SO/SI (CP50222 half-width katakana) become ESC `(` `I` / ESC `(` `B`; the long form
+///   ESC `$` `(` `B` and the JIS X 0213 designations ESC `$` `(` `O`/`Q`
+///   (ISO-2022-JP-3/2004, whose common characters are JIS X 0208's) become ESC `$` `B`.
+/// - An escape sequence directly followed by another one is dropped (WHATWG reports that as
+///   an error; joined encoded words produce it constantly).
+/// - A CR or LF returns to ASCII. RFC 1468 text switches back to ASCII before every line
+///   end, so a line begins in ASCII; old mailers forget the `ESC ( B` and start the next line
+///   with a new `ESC $ B`. The WHATWG decoder would turn such a line break into U+FFFD (the
+///   break is lost, two lines merge); here `ESC ( B` is written before it, as the sender
+///   meant.
+/// - JIS X 0212 (ESC `$` `(` `D`, ISO-2022-JP-1/2), which WHATWG does not know, is decoded
+///   here through the EUC-JP table (the same characters EUC-JP writes after `0x8F`); the
+///   characters of other designations it does not know (GB 2312, KS C 5601, ...) become one
+///   U+FFFD each instead of ASCII garbage. Such characters are handed back beside the byte
+///   stream (`inserts`: a position in the output and the character).
 #[derive(Debug, Default)]
 struct Iso2022Filter {
     /// A complete escape sequence not yet written.
     held: Option<[u8; 3]>,
     /// A partial escape sequence (starting with ESC), at most 4 bytes.
     pending: Vec<u8>,
+    /// The last designation written was not ASCII (JIS X 0208, katakana or JIS-Roman).
+    shifted: bool,
+    /// Inside a designation the WHATWG decoder does not know.
+    special: Option<Special>,
+    /// The first byte of a two-byte character of `special`.
+    lead: Option<u8>,
+}
+
+/// A character set the WHATWG decoder does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    /// JIS X 0212, decoded here.
+    Jisx0212,
+    /// Another 94- or 94x94-character set: one U+FFFD per character.
+    Unknown { double: bool },
 }
 
 impl Iso2022Filter {
     fn flush_held(&mut self, out: &mut Vec<u8>) {
         if let Some(h) = self.held.take() {
+            self.shifted = h != [0x1B, b'(', b'B'];
             out.extend_from_slice(&h);
         }
     }
 
-    fn filter(&mut self, src: &[u8], out: &mut Vec<u8>, last: bool) {
+    /// Leaves a special character set; half a character there is an error.
+    fn end_special(&mut self, out: &[u8], inserts: &mut Vec<(usize, char)>) {
+        self.special = None;
+        if self.lead.take().is_some() {
+            inserts.push((out.len(), '\u{FFFD}'));
+        }
+    }
+
+    /// A designation the decoder knows: written before the next character.
+    fn designate(&mut self, d: [u8; 3], out: &[u8], inserts: &mut Vec<(usize, char)>) {
+        self.end_special(out, inserts);
+        self.held = Some(d);
+    }
+
+    /// A designation handled here. A held one designated nothing and is dropped.
+    fn enter_special(&mut self, s: Special, out: &[u8], inserts: &mut Vec<(usize, char)>) {
+        self.end_special(out, inserts);
+        self.held = None;
+        self.special = Some(s);
+    }
+
+    /// A byte (not ESC, SO, SI, CR or LF) inside a special character set.
+    fn special_byte(&mut self, s: Special, b: u8, out: &[u8], inserts: &mut Vec<(usize, char)>) {
+        let at = out.len();
+        match (s, b) {
+            (Special::Jisx0212, 0x21..=0x7E) => match self.lead.take() {
+                None => self.lead = Some(b),
+                Some(l) => {
+                    let euc = [0x8F, l | 0x80, b | 0x80];
+                    let (text, _) = encoding_rs::EUC_JP.decode_without_bom_handling(&euc);
+                    let c = text.chars().next().unwrap_or('\u{FFFD}');
+                    inserts.push((at, c));
+                }
+            },
+            (Special::Unknown { double }, 0x21..=0x7E) => {
+                if double && self.lead.take().is_none() {
+                    self.lead = Some(b);
+                } else {
+                    inserts.push((at, '\u{FFFD}'));
+                }
+            }
+            _ => {
+                if self.lead.take().is_some() {
+                    inserts.push((at, '\u{FFFD}'));
+                }
+                let c = match b {
+                    b' ' => ' ',
+                    b'\t' => '\t',
+                    _ => '\u{FFFD}',
+                };
+                inserts.push((at, c));
+            }
+        }
+    }
+
+    /// A CR or LF: the line ends in ASCII whatever the sender wrote before it. A designation
+    /// held right before the break designates nothing and is dropped.
+    fn line_break(&mut self, b: u8, out: &mut Vec<u8>, inserts: &mut Vec<(usize, char)>) {
+        self.end_special(out, inserts);
+        self.held = None;
+        if self.shifted {
+            out.extend_from_slice(b"\x1B(B");
+            self.shifted = false;
+        }
+        out.push(b);
+    }
+
+    fn filter(
+        &mut self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        inserts: &mut Vec<(usize, char)>,
+        last: bool,
+    ) {
         out.reserve(src.len() + 8);
         for &b in src {
             if !self.pending.is_empty() {
@@ -682,34 +803,60 @@ impl Iso2022Filter {
                 match *self.pending.as_slice() {
                     [0x1B, b @ b'(', f @ (b'B' | b'J' | b'I')]
                     | [0x1B, b @ b'$', f @ (b'@' | b'B')] => {
-                        self.held = Some([0x1B, b, f]);
+                        self.designate([0x1B, b, f], out, inserts);
+                        self.pending.clear();
+                    }
+                    // ESC ( H: Swedish names, written by old software for JIS-Roman.
+                    [0x1B, b'(', b'H'] => {
+                        self.designate([0x1B, b'(', b'J'], out, inserts);
                         self.pending.clear();
                     }
                     [0x1B, b'$', b'(', b'B' | b'O' | b'Q'] => {
-                        self.held = Some([0x1B, b'$', b'B']);
+                        self.designate([0x1B, b'$', b'B'], out, inserts);
+                        self.pending.clear();
+                    }
+                    [0x1B, b'$', b'(', b'D'] => {
+                        self.enter_special(Special::Jisx0212, out, inserts);
+                        self.pending.clear();
+                    }
+                    [0x1B, b'(', 0x40..=0x7E]
+                    | [0x1B, b'$', 0x40..=0x7E]
+                    | [0x1B, b'$', b'(', 0x40..=0x7E] => {
+                        let double = self.pending.len() > 3 || self.pending.get(1) == Some(&b'$');
+                        self.enter_special(Special::Unknown { double }, out, inserts);
                         self.pending.clear();
                     }
                     [0x1B] | [0x1B, b'(' | b'$'] | [0x1B, b'$', b'('] => {}
                     _ => {
-                        // Not an escape sequence we handle: pass it on for the decoder to judge.
+                        // Not an escape sequence we handle: pass it on for the decoder to judge
+                        // (a line break that cut it short still ends the line in ASCII).
+                        let brk = matches!(b, b'\r' | b'\n').then(|| self.pending.pop());
                         self.flush_held(out);
                         out.extend_from_slice(&self.pending);
                         self.pending.clear();
+                        if brk.is_some() {
+                            self.line_break(b, out, inserts);
+                        }
                     }
                 }
                 continue;
             }
             match b {
                 0x1B => self.pending.push(b),
-                0x0E => self.held = Some([0x1B, b'(', b'I']),
-                0x0F => self.held = Some([0x1B, b'(', b'B']),
-                _ => {
-                    self.flush_held(out);
-                    out.push(b);
-                }
+                0x0E => self.designate([0x1B, b'(', b'I'], out, inserts),
+                0x0F => self.designate([0x1B, b'(', b'B'], out, inserts),
+                b'\r' | b'\n' => self.line_break(b, out, inserts),
+                _ => match self.special {
+                    Some(s) => self.special_byte(s, b, out, inserts),
+                    None => {
+                        self.flush_held(out);
+                        out.push(b);
+                    }
+                },
             }
         }
         if last {
+            self.end_special(out, inserts);
             self.flush_held(out);
             out.append(&mut self.pending);
         }
@@ -1093,17 +1240,77 @@ mod tests {
     }
 
     #[test]
+    fn line_break_returns_to_ascii() {
+        // A line that ends while still in JIS X 0208 (or katakana) mode: old mailers forget
+        // `ESC ( B` before the line break. The break is kept, the next line starts in ASCII
+        // (RFC 1468 lines begin in ASCII), and nothing is an error.
+        for (input, want) in [
+            (
+                &b"\x1b$BESCf$G\x1b(B\x1b$B@Z$l$?\r\n\x1b$B<!$N9T\x1b(B\r\n"[..],
+                "途中で切れた\r\n次の行\r\n",
+            ),
+            (b"\x1b$BF|\n\x1b$BK\\\x1b(B\n", "日\n本\n"),
+            (b"\x1b$BF|\nabc\n", "日\nabc\n"),
+            (b"\x1b$BF|\r\rabc", "日\r\rabc"),
+            (b"\x1b(I13\nabc", "ｱｳ\nabc"),
+            // A designation right before the break, or one just after it.
+            (b"a\x1b$B\nb", "a\nb"),
+            (b"\x1b$BF|\x1b(B\n\x1b$BK\\\n", "日\n本\n"),
+            // JIS-Roman is reset as well (a line begins in ASCII).
+            (b"\x1b(J\\\n\\", "\u{a5}\n\\"),
+        ] {
+            let d = decode(Some("iso-2022-jp"), input);
+            assert_eq!(d.text, want, "{input:?}");
+            assert!(!d.had_errors, "{input:?}");
+            for i in 0..=input.len() {
+                let (out, info) = chunked(Some("iso-2022-jp"), input, &[i.max(1), 1]);
+                assert_eq!(
+                    (out.as_str(), info.had_errors),
+                    (want, false),
+                    "{input:?} {i}"
+                );
+            }
+        }
+        // Undecodable text still is an error (and is reported by the caller).
+        assert!(decode(Some("iso-2022-jp"), b"\x1b$BF\n").had_errors);
+    }
+
+    #[test]
     fn broken_7bit_keeps_the_label() {
-        // JIS X 0212 (ESC $ ( D, ISO-2022-JP-1) is not decodable: errors, but still ISO-2022-JP
-        // for the rest of the text, never UTF-8 with raw escapes.
+        // GB 2312 (ESC $ A, ISO-2022-JP-2) is not decodable: errors, one U+FFFD per character,
+        // but still ISO-2022-JP for the rest of the text, never UTF-8 with raw escapes.
         let d = decode(
-            Some("iso-2022-jp-1"),
-            b"\x1b$BF|\x1b(B \x1b$(D\x30\x21\x1b(B x",
+            Some("iso-2022-jp-2"),
+            b"\x1b$BF|\x1b(B \x1b$A\x30\x21\x30\x22\x1b(B x",
         );
         assert_eq!(d.charset, "ISO-2022-JP");
         assert!(d.had_errors && !d.detected);
-        assert!(d.text.starts_with("日 "), "{}", d.text);
-        assert!(!d.text.contains('\u{1b}'));
+        assert_eq!(d.text, "日 \u{FFFD}\u{FFFD} x");
+    }
+
+    #[test]
+    fn jis_x_0212_and_unknown_sets() {
+        // JIS X 0212 (ESC $ ( D, ISO-2022-JP-1) is decoded like EUC-JP's 0x8F row.
+        assert_eq!(
+            clean("iso-2022-jp-1", b"\x1b$B\x30\x21\x1b$(D\x30\x21\x1b(Bx"),
+            "亜丂x"
+        );
+        assert_eq!(
+            clean("iso-2022-jp", b"\x1b$(D\x30\x21 \x30\x21\n"),
+            "丂 丂\n"
+        );
+        // Unknown sets: one replacement per character; half a character is an error too.
+        for (input, want) in [
+            (&b"a\x1b(Zxy\x1b(Bz"[..], "a\u{FFFD}\u{FFFD}z"),
+            (b"\x1b$(C\x30\x21\x30\x1b(Bz", "\u{FFFD}\u{FFFD}z"),
+            (b"\x1b$(D\x30\n\x30", "\u{FFFD}\n0"),
+            (b"\x1b$(D\x30\x21\x30", "丂\u{FFFD}"),
+        ] {
+            let d = decode(Some("iso-2022-jp"), input);
+            assert_eq!((d.text.as_str(), d.had_errors), (want, true), "{input:?}");
+        }
+        // ESC ( H, the Swedish set old software wrote for JIS-Roman.
+        assert_eq!(clean("iso-2022-jp", b"\x1b(Ha\x1b(B"), "a");
     }
 
     #[test]

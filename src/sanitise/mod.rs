@@ -75,6 +75,8 @@ pub enum ActionKind {
     ControlCharactersRemoved,
     /// Text whose charset was missing or wrong, decoded by detection.
     CharsetDetected,
+    /// Text with bytes that could not be decoded in its charset (each shown as U+FFFD).
+    DecodeErrors,
     /// A forwarded message (message/rfc822) sanitised and its text kept.
     ForwardedMessage,
     /// A part whose structure was damaged (parser flags), handled conservatively.

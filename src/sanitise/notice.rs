@@ -189,6 +189,25 @@ fn line(a: &Action, ja: bool) -> String {
                 format!("The text's charset was missing or wrong; it was read as {cs}.")
             }
         }
+        ActionKind::DecodeErrors => {
+            let cs = a
+                .detected_type
+                .as_deref()
+                .map(safe_name)
+                .unwrap_or_else(|| "?".into());
+            let n = leading_number(&reason);
+            if ja {
+                let count = n.map(|n| format!(" ({n} 文字)")).unwrap_or_default();
+                format!(
+                    "本文に {cs} として読み取れない部分があり{count}、代替文字 (U+FFFD) に置き換えました。"
+                )
+            } else {
+                let count = n.map(|n| format!("{n} ")).unwrap_or_default();
+                format!(
+                    "{count}character(s) of the text could not be decoded as {cs}; they are shown as U+FFFD."
+                )
+            }
+        }
         ActionKind::ForwardedMessage => {
             let what = name.map(|n| quoted(&n, ja)).unwrap_or_default();
             if ja {

@@ -636,6 +636,19 @@ impl Sanitiser {
             a.detected_type = Some(info.charset.to_string());
             v.push(a);
         }
+        if let Some(info) = info.filter(|i| i.had_errors) {
+            let what = match stats.replacement_chars {
+                0 => "some characters".to_string(),
+                n => format!("{n} character(s)"),
+            };
+            let mut a = self.action(
+                frame,
+                ActionKind::DecodeErrors,
+                format!("{what} could not be decoded as {}", info.charset),
+            );
+            a.detected_type = Some(info.charset.to_string());
+            v.push(a);
+        }
         if stats.control_removed > 0 {
             let mut r = format!("{} control character(s) removed", stats.control_removed);
             if stats.bidi_removed > 0 {
@@ -832,6 +845,7 @@ fn is_text_action(k: ActionKind) -> bool {
             | ActionKind::LinksRewritten
             | ActionKind::ControlCharactersRemoved
             | ActionKind::CharsetDetected
+            | ActionKind::DecodeErrors
             | ActionKind::EncodedBlockRemoved
     )
 }
@@ -1347,6 +1361,38 @@ mod tests {
         assert!(t.starts_with("文字コードの指定がない"), "{t}");
         let a = action(&m, ActionKind::CharsetDetected);
         assert_eq!(a.detected_type.as_deref(), Some("Shift_JIS"));
+    }
+
+    #[test]
+    fn undecodable_text_is_reported() {
+        // GB 2312 (ISO-2022-JP-2) cannot be decoded: the rest is kept, the damage reported.
+        let (m, t) = run_cfg(
+            b"Content-Type: text/plain; charset=iso-2022-jp\n\n\x1b$BF|\x1b(B \x1b$A\x30\x21\x1b(B x\n",
+            &SanitizeConfig::default(),
+        );
+        assert!(t.starts_with("日 ") && t.ends_with(" x\n"), "{t:?}");
+        let a = action(&m, ActionKind::DecodeErrors);
+        assert_eq!(a.detected_type.as_deref(), Some("ISO-2022-JP"));
+        assert!(
+            a.reason.starts_with("1 character(s) could not be decoded"),
+            "{}",
+            a.reason
+        );
+        // The same in HTML: one broken byte in a long UTF-8 text is damage, not a wrong label.
+        let mut html =
+            "Content-Type: text/html; charset=utf-8\n\n<p>日本語の文章です。日本語の文章です。"
+                .as_bytes()
+                .to_vec();
+        html.extend_from_slice(b"\xff end</p>\n");
+        let (m, _) = run_cfg(&html, &SanitizeConfig::default());
+        assert!(m.actions.iter().any(|a| a.kind == ActionKind::DecodeErrors));
+        // A line break in JIS X 0208 mode is not damage (it returns to ASCII).
+        let (m, t) = run_cfg(
+            b"Content-Type: text/plain; charset=iso-2022-jp\n\n\x1b$BF|\n\x1b$BK\\\x1b(B\n",
+            &SanitizeConfig::default(),
+        );
+        assert_eq!(t, "日\n本\n");
+        assert!(m.actions.is_empty(), "{:?}", m.actions);
     }
 
     #[test]

@@ -1147,6 +1147,17 @@ Café au lait – naïve résumé — “quotes”.
          + "\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: base64\n\n").encode("ascii")
         + b64lines("MIME-Versionヘッダがありませんが、本文はbase64です。\n".encode("utf-8")).encode("ascii")))
 
+    # --- 073-: found by the golden review -------------------------------------------------
+    # ISO-2022-JP-2 text from an old Unix mailer: a JIS X 0212 run (ESC $ ( D), which is
+    # decoded, and a GB 2312 run (ESC $ A), which is not: the rest of the text survives and
+    # the damage is reported (never a silent "clean").
+    case("073-iso2022jp2-jisx0212-gb2312", message(
+        headers(ew("補助漢字と中国語を含むJIS"), n=73),
+        iso2022jp("補助漢字：") + b"\x1b$(D\x30\x21\x1b(B" + iso2022jp("、中国語：")
+        + b"\x1b$A" + bytes(b & 0x7F for b in "汉语".encode("gb2312"))
+        + b"\x1b(B" + iso2022jp("。\n次の行は正常です。\n"),
+        ["Content-Type: text/plain; charset=ISO-2022-JP-2", "Content-Transfer-Encoding: 7bit"]))
+
 
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
