@@ -206,6 +206,20 @@ pub struct SanitizeConfig {
     pub memory_buffer: ByteSize,
     /// Directory for spilled text when sanitising from the CLI (the server uses its spool).
     pub temp_dir: Option<PathBuf>,
+    /// Largest attachment handed to a disarm converter; larger ones are removed.
+    pub max_attachment_size: ByteSize,
+    /// Largest image decoded for re-encoding, in pixels (width x height).
+    pub max_image_pixels: u64,
+    /// Most entries in one archive or Office package.
+    pub max_archive_entries: usize,
+    /// Most uncompressed octets in one archive, all members together.
+    pub max_archive_size: ByteSize,
+    /// Largest compression ratio of one archive member (zip bombs).
+    pub max_archive_ratio: u64,
+    /// Deepest nesting of archives inside archives.
+    pub max_archive_depth: usize,
+    /// Quality (1-100) of re-encoded JPEG images.
+    pub jpeg_quality: u8,
     pub attachments: AttachmentPolicy,
 }
 
@@ -222,6 +236,13 @@ impl Default for SanitizeConfig {
             html_timeout: Dur(Duration::from_secs(10)),
             memory_buffer: ByteSize(4 << 20),
             temp_dir: None,
+            max_attachment_size: ByteSize(25 << 20),
+            max_image_pixels: 40_000_000,
+            max_archive_entries: 1000,
+            max_archive_size: ByteSize(200 << 20),
+            max_archive_ratio: 100,
+            max_archive_depth: 3,
+            jpeg_quality: 85,
             attachments: AttachmentPolicy::default(),
         }
     }
@@ -464,6 +485,16 @@ impl Config {
         }
         if z.timeout.0.is_zero() || z.html_timeout.0.is_zero() {
             return bad("sanitize.timeout and sanitize.html_timeout must be positive".into());
+        }
+        if !(1..=100).contains(&z.jpeg_quality) {
+            return bad("sanitize.jpeg_quality: must be between 1 and 100".into());
+        }
+        if z.max_image_pixels == 0
+            || z.max_archive_entries == 0
+            || z.max_archive_ratio == 0
+            || z.max_attachment_size.0 == 0
+        {
+            return bad("sanitize: max_attachment_size, max_image_pixels, max_archive_entries and max_archive_ratio must be positive".into());
         }
         let a = &z.attachments;
         use AttachmentAction as A;

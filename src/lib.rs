@@ -25,5 +25,6 @@ pub mod rebuild;
 pub mod verify;
 pub mod smtp;
 pub mod spool;
+pub mod cdr;
 pub mod deliver;
 pub mod quarantine;
