@@ -1,1 +1,1 @@
-//! (in progress)
+//! Attachment file names made safe to show and to save. (In progress.)

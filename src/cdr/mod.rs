@@ -126,13 +126,60 @@ pub fn disarm(data: &[u8], filename: &str, detected: Option<&str>, policy: &Poli
     })
 }
 
-/// Chooses the converter by detected type. Filled in by the converter modules.
+/// Chooses the converter by the type found by content and the policy for its category.
 fn dispatch(data: &[u8], filename: &str, detected: Option<&str>, policy: &Policy) -> Verdict {
-    let _ = (data, filename, policy);
-    Verdict::Remove {
-        reason: format!(
-            "{}: disarm is not available yet, removed",
-            detected.unwrap_or("unknown type")
-        ),
+    use crate::config::AttachmentAction as A;
+    use crate::sanitise::sniff::{sniff, Category};
+    let found = sniff(data);
+    let name = detected.or(found.map(|d| d.name)).unwrap_or("unknown");
+    let category = found.map(|d| d.category);
+    let a = policy.attachments;
+    let removed_by = |key: &str| Verdict::Remove {
+        reason: format!("{name}: {key} = remove"),
+    };
+    match category {
+        Some(Category::Image) => match a.image {
+            A::Remove => removed_by("image"),
+            _ => image::disarm(data, name, policy),
+        },
+        Some(Category::Pdf) => match a.pdf {
+            A::Remove => removed_by("pdf"),
+            _ => pdf::disarm(data, policy),
+        },
+        Some(Category::Office) => match a.office {
+            A::Remove => removed_by("office"),
+            _ if matches!(name, "ole2" | "rtf" | "onenote" | "odf") => {
+                office::legacy(data, name, policy)
+            }
+            _ => office::disarm(data, name, filename, policy),
+        },
+        Some(Category::Archive) => match a.archive {
+            A::Remove => removed_by("archive"),
+            _ => archive::disarm(data, name, policy),
+        },
+        Some(Category::EncryptedArchive) => match a.encrypted_archive {
+            A::Quarantine => Verdict::Quarantine {
+                reason: format!("{name}: password-protected, cannot be inspected (encrypted_archive = quarantine)"),
+            },
+            _ => removed_by("encrypted_archive"),
+        },
+        Some(Category::Executable) => Verdict::Remove {
+            reason: format!("{name}: executable content is never delivered"),
+        },
+        Some(Category::Script) => Verdict::Remove {
+            reason: format!("{name}: scripts are never delivered"),
+        },
+        Some(Category::Html) => Verdict::Remove {
+            reason: format!("{name}: HTML attachments are never delivered"),
+        },
+        Some(Category::Encrypted) => Verdict::Remove {
+            reason: format!("{name}: encrypted content cannot be inspected"),
+        },
+        Some(Category::Other) | None if name == "tnef" || tnef::is_tnef(data) => {
+            tnef::disarm(data, policy)
+        }
+        Some(Category::Other) | None => Verdict::Remove {
+            reason: format!("{name}: other = remove"),
+        },
     }
 }
