@@ -59,6 +59,34 @@ enum Seg<'a> {
 /// characters (CR, LF, TAB, ...) in the result becomes one space; bidi overrides are removed;
 /// the result is trimmed and at most [`MAX_TEXT_LEN`] octets.
 pub fn decode_text(raw: &[u8]) -> String {
+    decode_text_checked(raw).0
+}
+
+/// What decoding had to neutralise in a header value: characters that would have ended the
+/// header line (or otherwise have no place in a header) and became spaces. The result is safe
+/// either way; a count above zero is an attack indicator worth reporting (header injection
+/// through an encoded word).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Neutralised {
+    /// CR, LF, NEL, VT, FF, U+2028 and U+2029.
+    pub line_breaks: usize,
+    /// Other control characters (TAB, ordinary folding white space, is not counted).
+    pub controls: usize,
+}
+
+impl Neutralised {
+    pub fn is_empty(self) -> bool {
+        self.line_breaks == 0 && self.controls == 0
+    }
+
+    fn add(&mut self, other: Neutralised) {
+        self.line_breaks += other.line_breaks;
+        self.controls += other.controls;
+    }
+}
+
+/// [`decode_text`], also saying what had to be neutralised.
+pub fn decode_text_checked(raw: &[u8]) -> (String, Neutralised) {
     let raw = raw.get(..MAX_TEXT_INPUT).unwrap_or(raw);
     let segs = split_words(raw);
 
@@ -85,7 +113,9 @@ pub fn decode_text(raw: &[u8]) -> String {
             break;
         }
     }
-    clean_text(&text)
+    let mut n = Neutralised::default();
+    let t = clean_text(&text, &mut n);
+    (t, n)
 }
 
 /// A piece of a value after encoded words are joined and decoded.
@@ -345,12 +375,20 @@ fn is_invisible(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// Control runs to one space, invisible characters removed, trimmed, bounded.
-fn clean_text(s: &str) -> String {
+/// Control runs to one space, invisible characters removed, trimmed, bounded. What was turned
+/// into a space is counted in `n`.
+fn clean_text(s: &str, n: &mut Neutralised) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_TEXT_LEN));
     let mut after_control = false;
     for c in s.chars() {
         if is_break_or_control(c) {
+            match c {
+                '\t' => {}
+                '\r' | '\n' | '\u{85}' | '\u{0B}' | '\u{0C}' | '\u{2028}' | '\u{2029}' => {
+                    n.line_breaks += 1
+                }
+                _ => n.controls += 1,
+            }
             if !out.ends_with(' ') {
                 out.push(' ');
             }
@@ -388,6 +426,11 @@ fn clean_text(s: &str) -> String {
 /// separator (Outlook), garbage (skipped). Every `addr` is a plain addr-spec without white
 /// space, control characters, `<` or `>`; at most [`MAX_ADDRESSES`] are returned.
 pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
+    parse_addresses_checked(raw).0
+}
+
+/// [`parse_addresses`], also saying what had to be neutralised in the display names.
+pub fn parse_addresses_checked(raw: &[u8]) -> (Vec<Address>, Neutralised) {
     // Raw legacy text (Shift_JIS, EUC-JP, ISO-2022-JP) must become UTF-8 before tokenising:
     // its multi-byte characters contain `@`, `\\`, `[`, `]` (Shift_JIS trail bytes) or any
     // ASCII at all (ISO-2022-JP), which would split names and forge addresses. UTF-8 never
@@ -403,6 +446,7 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
         raw
     };
     let mut out = Vec::new();
+    let mut neutralised = Neutralised::default();
     let mut cur = Mailbox::default();
     let mut i = 0;
     let mut space = false;
@@ -452,7 +496,7 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
                 i = end;
             }
             b',' | b';' => {
-                cur.finish(&mut out);
+                cur.finish(&mut out, &mut neutralised);
                 i += 1;
             }
             b':' => {
@@ -482,12 +526,12 @@ pub fn parse_addresses(raw: &[u8]) -> Vec<Address> {
         }
         space = false;
     }
-    cur.finish(&mut out);
+    cur.finish(&mut out, &mut neutralised);
     out.truncate(MAX_ADDRESSES);
     if legacy {
         out.retain(|a| a.addr.is_ascii());
     }
-    out
+    (out, neutralised)
 }
 
 fn is_special_or_space(c: u8) -> bool {
@@ -525,7 +569,7 @@ impl Mailbox {
         self.spec.extend_from_slice(spec);
     }
 
-    fn finish(&mut self, out: &mut Vec<Address>) {
+    fn finish(&mut self, out: &mut Vec<Address>, neutralised: &mut Neutralised) {
         let m = std::mem::take(self);
         let phrase = (!m.phrase.is_empty()).then_some(m.phrase.as_slice());
         let (addr, name) = match &m.angle {
@@ -550,7 +594,13 @@ impl Mailbox {
         let Some(addr) = addr else {
             return;
         };
-        let name = name.map(decode_text).filter(|n| !n.is_empty());
+        let name = name
+            .map(|n| {
+                let (text, found) = decode_text_checked(n);
+                neutralised.add(found);
+                text
+            })
+            .filter(|n| !n.is_empty());
         out.push(Address { name, addr });
     }
 }
@@ -1002,6 +1052,63 @@ mod tests {
         // The same through an ISO-2022-JP word (CR LF in ASCII mode).
         let got = d(&format!("=?iso-2022-jp?B?{}?=", b64(b"x\r\nBcc: y")));
         assert_eq!(got, "x Bcc: y");
+    }
+
+    #[test]
+    fn neutralised_breaks_and_controls_are_counted() {
+        let n = |input: &str| decode_text_checked(input.as_bytes()).1;
+        // Decoded line breaks: an injection attempt.
+        let got = decode_text_checked(b"=?utf-8?b?YQ0KQmNjOiB4QGV2aWw=?=");
+        assert_eq!(got.0, "a Bcc: x@evil");
+        assert_eq!(
+            got.1,
+            Neutralised {
+                line_breaks: 2,
+                controls: 0
+            }
+        );
+        assert_eq!(
+            n("=?utf-8?q?a=C2=85b=E2=80=A8c=0Bd?="),
+            Neutralised {
+                line_breaks: 3,
+                controls: 0
+            }
+        );
+        assert_eq!(
+            n("=?utf-8?q?a=00b=07c=7Fe?="),
+            Neutralised {
+                line_breaks: 0,
+                controls: 3
+            }
+        );
+        // Folding white space and tabs are not damage; neither are plain or encoded words.
+        for clean in [
+            "a\t\t  b",
+            "=?UTF-8?B?5L2P5rCR56Wo?= x",
+            "=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=",
+        ] {
+            assert!(n(clean).is_empty(), "{clean:?}");
+        }
+        // Display names in address lists.
+        let (list, n) = parse_addresses_checked(
+            "=?UTF-8?B?5bqD5aCx6KqyDQpSZXBseS1UbzogYXR0YWNrZXJAZXZpbC5leGFtcGxl?= <koho@example.com>, b@x.example"
+                .as_bytes(),
+        );
+        assert_eq!(list.len(), 2);
+        assert_eq!(
+            list[0].name.as_deref(),
+            Some("広報課 Reply-To: attacker@evil.example")
+        );
+        assert_eq!(
+            n,
+            Neutralised {
+                line_breaks: 2,
+                controls: 0
+            }
+        );
+        assert!(parse_addresses_checked(b"\"Yamada, Taro\" <t@x.example>")
+            .1
+            .is_empty());
     }
 
     #[test]

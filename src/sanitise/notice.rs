@@ -217,6 +217,27 @@ fn line(a: &Action, ja: bool) -> String {
             }
         }
         ActionKind::StructureRepaired => {
+            if let Some((what, fields)) = reason
+                .split_once(" in header fields neutralised (")
+                .map(|(w, f)| (w, f.trim_end_matches(')')))
+            {
+                // Encoded words that decode to line breaks: a header injection attempt.
+                return if ja {
+                    let what = match what {
+                        "line breaks" => "改行",
+                        "control characters" => "制御文字",
+                        _ => "改行と制御文字",
+                    };
+                    format!(
+                        "ヘッダ ({fields}) に埋め込まれた{what}を空白に置き換えました (ヘッダ注入の試みの可能性があります)。"
+                    )
+                } else {
+                    format!(
+                        "{} hidden in header fields ({fields}) replaced by spaces (a possible header injection attempt).",
+                        capitalise(what)
+                    )
+                };
+            }
             if ja {
                 format!("MIME 構造の異常を検出し、安全側で処理しました ({reason})。")
             } else {
@@ -238,6 +259,14 @@ fn line(a: &Action, ja: bool) -> String {
                 format!("Part{what} ({typ}) removed: {reason}.")
             }
         }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -490,6 +519,18 @@ mod tests {
         let mut cs = act(CharsetDetected, None, "detected");
         cs.detected_type = Some("Shift_JIS".into());
         v.push(cs);
+        let mut de = act(
+            DecodeErrors,
+            None,
+            "3 character(s) could not be decoded as ISO-2022-JP",
+        );
+        de.detected_type = Some("ISO-2022-JP".into());
+        v.push(de);
+        v.push(act(
+            StructureRepaired,
+            None,
+            "line breaks in header fields neutralised (From, Subject)",
+        ));
         v
     }
 
@@ -529,11 +570,17 @@ mod tests {
         assert!(ja.contains("制御文字などの不可視文字 7 個"));
         assert!(ja.contains("Shift_JIS と判定"));
         assert!(ja.contains("隔離 ID: Q-1"));
+        assert!(ja.contains("ISO-2022-JP として読み取れない部分があり (3 文字)"));
+        assert!(ja.contains(
+            "ヘッダ (From, Subject) に埋め込まれた改行を空白に置き換えました (ヘッダ注入の試みの可能性があります)。"
+        ));
         assert!(ja.ends_with("\n\n"));
 
         let en = render(&acts, Language::En, None);
         assert!(en.contains("Attachment \"a.zip\" (zip, 1234 bytes) removed: other = remove; declared text/plain but content is zip."));
         assert!(!en.contains("quarantine"));
+        assert!(en.contains("- 3 character(s) of the text could not be decoded as ISO-2022-JP; they are shown as U+FFFD.\n"));
+        assert!(en.contains("- Line breaks hidden in header fields (From, Subject) replaced by spaces (a possible header injection attempt).\n"));
         assert_eq!(
             en.lines().filter(|l| l.starts_with("- ")).count(),
             acts.len()

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::{AttachmentPolicy, Language, LinkPolicy, SanitizeConfig};
 use crate::mime::charset::{self, DecodeInfo, TextDecoder};
-use crate::mime::header::{self, Address};
+use crate::mime::header::{self, Address, Neutralised};
 use crate::mime::{Flags, Part, PartEnd, Sink, Summary};
 
 use super::html::{self, Method, Stripper};
@@ -75,6 +75,8 @@ impl Settings {
 pub struct Sanitiser {
     set: Settings,
     headers: TopHeaders,
+    /// Actions about the top-level header fields; first in the report.
+    header_actions: Vec<Action>,
     stack: Vec<Frame>,
     root: Option<Produced>,
     error: Option<io::Error>,
@@ -240,6 +242,7 @@ impl Sanitiser {
                 attachments: cfg.attachments.clone(),
             },
             headers: TopHeaders::default(),
+            header_actions: Vec::new(),
             stack: Vec::new(),
             root: None,
             error: None,
@@ -260,9 +263,13 @@ impl Sanitiser {
             return Err(SanitiseError::Io(e));
         }
         let root = self.root.take();
-        let (text, mut actions) = match root {
-            Some(p) => (p.text.map(|t| t.buf), p.actions),
-            None => (None, Vec::new()),
+        let mut actions = std::mem::take(&mut self.header_actions);
+        let text = match root {
+            Some(p) => {
+                actions.extend(p.actions);
+                p.text.map(|t| t.buf)
+            }
+            None => None,
         };
         let shown = Flags(summary.flags.0 & !BENIGN.0);
         if !shown.is_empty() {
@@ -885,28 +892,64 @@ fn fmt_addrs(list: &[Address]) -> String {
     s
 }
 
-/// The top-level header fields that pass, decoded.
-fn top_headers(part: &Part) -> TopHeaders {
+/// The top-level header fields that pass, decoded, and the names of those in which line
+/// breaks or control characters had to be neutralised (with the total found).
+fn top_headers(part: &Part) -> (TopHeaders, Vec<&'static str>, Neutralised) {
     let get = |name: &str| part.header(name).map(|h| h.value.as_slice());
-    let addrs = |name: &str| get(name).map(header::parse_addresses).unwrap_or_default();
+    let damaged = std::cell::RefCell::new((Vec::new(), Neutralised::default()));
+    let note = |name: &'static str, n: Neutralised| {
+        if !n.is_empty() {
+            let mut d = damaged.borrow_mut();
+            if !d.0.contains(&name) {
+                d.0.push(name);
+            }
+            d.1.line_breaks += n.line_breaks;
+            d.1.controls += n.controls;
+        }
+    };
+    let addrs = |name: &'static str| {
+        let (list, n) = get(name)
+            .map(header::parse_addresses_checked)
+            .unwrap_or_default();
+        note(name, n);
+        list
+    };
     let ids = |name: &str| get(name).map(header::parse_msg_ids).unwrap_or_default();
     let date = get("Date").and_then(|v| {
         let s = std::str::from_utf8(v).ok()?.trim();
         let ok = !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| (0x20..0x7F).contains(&b));
         ok.then(|| s.to_string())
     });
-    TopHeaders {
+    let headers = TopHeaders {
         from: addrs("From"),
         sender: addrs("Sender"),
         reply_to: addrs("Reply-To"),
         to: addrs("To"),
         cc: addrs("Cc"),
-        subject: get("Subject").map(header::decode_text),
+        // Decoded after the address fields, so that the report names them in order.
+        subject: get("Subject").map(|v| {
+            let (text, n) = header::decode_text_checked(v);
+            note("Subject", n);
+            text
+        }),
         date,
         message_id: ids("Message-ID").into_iter().next(),
         in_reply_to: ids("In-Reply-To"),
         references: ids("References"),
-    }
+    };
+    let (names, n) = damaged.into_inner();
+    (headers, names, n)
+}
+
+/// The reason of the action for header fields whose line breaks or control characters were
+/// neutralised (the notice translates it by its start).
+fn header_reason(names: &[&str], n: Neutralised) -> String {
+    let what = match (n.line_breaks > 0, n.controls > 0) {
+        (true, true) => "line breaks and control characters",
+        (true, false) => "line breaks",
+        _ => "control characters",
+    };
+    format!("{what} in header fields neutralised ({})", names.join(", "))
 }
 
 impl Sink for Sanitiser {
@@ -920,7 +963,20 @@ impl Sink for Sanitiser {
             c.children += 1;
         }
         if self.stack.is_empty() && self.root.is_none() {
-            self.headers = top_headers(part);
+            let (headers, damaged, n) = top_headers(part);
+            self.headers = headers;
+            if !damaged.is_empty() {
+                self.header_actions.push(Action {
+                    part: 0,
+                    kind: ActionKind::StructureRepaired,
+                    name: None,
+                    declared_type: String::new(),
+                    detected_type: None,
+                    reason: header_reason(&damaged, n),
+                    bytes_before: 0,
+                    bytes_after: 0,
+                });
+            }
         } else if parent_is_message && matches!(mode, Mode::Normal { .. }) {
             self.forwarded_header(part);
         }
@@ -1392,6 +1448,25 @@ mod tests {
             &SanitizeConfig::default(),
         );
         assert_eq!(t, "日\n本\n");
+        assert!(m.actions.is_empty(), "{:?}", m.actions);
+    }
+
+    #[test]
+    fn header_injection_is_neutralised_and_reported() {
+        let (m, t) = run("From: =?UTF-8?B?5bqD5aCx6KqyDQpSZXBseS1UbzogYXR0YWNrZXJAZXZpbC5leGFtcGxl?= <koho@example.com>\nTo: a@city.example.lg.jp\nSubject: =?UTF-8?B?44GK55+l44KJ44GbDQpCY2M6IHZpY3RpbUBleGFtcGxlLmNvbQ==?=\n\nbody\n");
+        assert_eq!(t, "body\n");
+        assert_eq!(
+            m.headers.subject.as_deref(),
+            Some("お知らせ Bcc: victim@example.com")
+        );
+        let a = action(&m, ActionKind::StructureRepaired);
+        assert_eq!(
+            a.reason,
+            "line breaks in header fields neutralised (From, Subject)"
+        );
+        assert_eq!(m.actions.len(), 1, "{:?}", m.actions);
+        // Ordinary folded headers are not reported.
+        let (m, _) = run("Subject: =?UTF-8?B?5L2P5rCR56Wo?=\n =?UTF-8?B?5L2P5rCR56Wo?=\nFrom: \"Yamada,\n\tTaro\" <t@x.example>\n\nbody\n");
         assert!(m.actions.is_empty(), "{:?}", m.actions);
     }
 
