@@ -8,7 +8,8 @@
 //! - line ends become `\n` (CRLF, LF and a lone CR all end a line); a line longer than
 //!   [`MAX_LINE`] is cut into pieces; blank lines at the start and the end are dropped (and
 //!   lines of only white space become empty);
-//! - NUL and other control characters (except TAB) are removed and counted, and so are the
+//! - NUL and other control characters (except TAB) are removed and counted, terminal escape
+//!   sequences (`ESC [ 31 m`, OSC titles and hyperlinks, ...) whole, and so are the
 //!   invisible characters that make text lie about itself: bidi embeddings, overrides and
 //!   isolates (U+202A–U+202E, U+2066–U+2069, the LRM/RLM/ALM marks), zero-width no-break space
 //!   and line/paragraph separators;
@@ -807,14 +808,17 @@ fn marker(b: &Block, lang: Language) -> String {
     }
 }
 
-/// Removes control and invisible characters, counting them. Allocates only when something
-/// is removed (clean ASCII is checked bytewise first).
+/// Removes control and invisible characters, counting them. Terminal escape sequences
+/// (ECMA-48: `ESC [ 31 m`, window titles, hyperlinks...) go whole, not just their ESC, and
+/// count as one. Allocates only when something is removed (clean ASCII is checked bytewise
+/// first).
 fn clean_line<'a>(raw: &'a str, stats: &mut TextStats) -> Cow<'a, str> {
     if raw.bytes().all(|b| (0x20..0x7F).contains(&b) || b == b'\t') {
         return Cow::Borrowed(raw);
     }
     let mut out: Option<String> = None;
-    for (i, c) in raw.char_indices() {
+    let mut i = 0;
+    while let Some(c) = raw.get(i..).and_then(|r| r.chars().next()) {
         if c == '\u{FFFD}' {
             stats.replacement_chars += 1;
         }
@@ -822,6 +826,11 @@ fn clean_line<'a>(raw: &'a str, stats: &mut TextStats) -> Cow<'a, str> {
             | '\u{200E}' | '\u{200F}' | '\u{061C}');
         let remove = c != '\t'
             && (bidi || c.is_control() || matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}'));
+        let len = if remove {
+            escape_len(raw.get(i..).unwrap_or_default())
+        } else {
+            c.len_utf8()
+        };
         if remove {
             if bidi {
                 stats.bidi_removed += 1;
@@ -829,16 +838,81 @@ fn clean_line<'a>(raw: &'a str, stats: &mut TextStats) -> Cow<'a, str> {
             stats.control_removed += 1;
             out.get_or_insert_with(|| {
                 let mut s = String::with_capacity(raw.len());
-                s.push_str(&raw[..i]);
+                s.push_str(raw.get(..i).unwrap_or_default());
                 s
             });
         } else if let Some(o) = out.as_mut() {
             o.push(c);
         }
+        i += len.max(1);
     }
     match out {
         Some(o) => Cow::Owned(o),
         None => Cow::Borrowed(raw),
+    }
+}
+
+/// The length in bytes of what goes with the control character at the start of `s`: for an
+/// ESC or a C1 introducer, the whole terminal escape sequence (ECMA-48) it starts. CSI
+/// (`ESC [` or U+009B): parameter bytes, intermediate bytes, a final byte. OSC, DCS, SOS, PM
+/// and APC (`ESC ] P X ^ _` or their C1 forms): a string up to BEL or ST (`ESC \` or U+009C)
+/// when the terminator is on the line, else only the introducer. Any other `ESC`:
+/// intermediate bytes and a final byte. A sequence cut short loses what was read of it, and
+/// the character that cut it stays. For any other control character, its own length.
+fn escape_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let Some(c) = s.chars().next() else {
+        return 0;
+    };
+    enum Seq {
+        Csi,
+        Str,
+        Esc,
+    }
+    let (seq, start) = match c {
+        '\u{1b}' => match b.get(1) {
+            Some(b'[') => (Seq::Csi, 2),
+            Some(b']' | b'P' | b'X' | b'^' | b'_') => (Seq::Str, 2),
+            Some(0x20..=0x2F) => (Seq::Esc, 1),
+            Some(0x30..=0x7E) => return 2,
+            _ => return 1,
+        },
+        '\u{9b}' => (Seq::Csi, c.len_utf8()),
+        '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => (Seq::Str, c.len_utf8()),
+        _ => return c.len_utf8(),
+    };
+    let mut j = start;
+    let skip = |j: &mut usize, range: std::ops::RangeInclusive<u8>| {
+        while b.get(*j).is_some_and(|x| range.contains(x)) {
+            *j += 1;
+        }
+    };
+    match seq {
+        Seq::Csi => {
+            skip(&mut j, 0x30..=0x3F);
+            skip(&mut j, 0x20..=0x2F);
+            if b.get(j).is_some_and(|x| (0x40..=0x7E).contains(x)) {
+                j += 1;
+            }
+            j
+        }
+        Seq::Esc => {
+            skip(&mut j, 0x20..=0x2F);
+            if b.get(j).is_some_and(|x| (0x30..=0x7E).contains(x)) {
+                j += 1;
+            }
+            j
+        }
+        Seq::Str => {
+            let rest = b.get(start..).unwrap_or_default();
+            let end = rest.iter().enumerate().find_map(|(k, &x)| match x {
+                0x07 => Some(k + 1),
+                0x1B if rest.get(k + 1) == Some(&b'\\') => Some(k + 2),
+                0xC2 if rest.get(k + 1) == Some(&0x9C) => Some(k + 2),
+                _ => None,
+            });
+            end.map_or(start, |e| start + e)
+        }
     }
 }
 
@@ -1162,7 +1236,7 @@ mod tests {
     #[test]
     fn line_ends_and_controls() {
         let (t, s) = norm("a\r\nb\rc\nd\u{0}e\u{7}f\u{202E}gh\u{2066}i\u{2069}\u{1b}[31mred\tok");
-        assert_eq!(t, "a\nb\nc\ndefghi[31mred\tok\n");
+        assert_eq!(t, "a\nb\nc\ndefghired\tok\n");
         assert_eq!(s.control_removed, 6);
         assert_eq!(s.bidi_removed, 3);
         assert!(s.nonblank);
@@ -1172,6 +1246,42 @@ mod tests {
         let (t, _) = norm("\n\na\n  \n\nb\n\n\n");
         assert_eq!(t, "a\n\n\nb\n");
         norm_split("a\r\nb\rc\n\rd\u{0}e\r\n日本語\r");
+    }
+
+    #[test]
+    fn terminal_escape_sequences_are_removed_whole() {
+        for (input, want, n) in [
+            ("エスケープ\u{1b}[31m赤字\u{1b}[0m、", "エスケープ赤字、", 2),
+            (
+                "a\u{1b}[1;31;40mb\u{1b}[?25lc\u{1b}[2Jd\u{1b}[ qe",
+                "abcde",
+                4,
+            ),
+            // OSC (window title, hyperlink) up to BEL or ST.
+            ("\u{1b}]0;title\u{7}text", "text", 1),
+            (
+                "\u{1b}]8;;https://evil.example/\u{1b}\\link\u{1b}]8;;\u{1b}\\ end",
+                "link end",
+                2,
+            ),
+            ("\u{1b}P1$r0m\u{1b}\\x", "x", 1),
+            // Other sequences: intermediates and a final byte.
+            ("\u{1b}(Bx\u{1b}$By\u{1b}Mz\u{1b}7w", "xyzw", 4),
+            // C1 introducers.
+            ("\u{9b}31mred\u{9b}0m", "red", 2),
+            ("\u{9d}0;t\u{9c}x", "x", 1),
+            ("C1\u{85}\u{9b}も", "C1も", 2),
+            // Cut short: only what belongs to the sequence goes.
+            ("\u{1b}]0;no terminator", "0;no terminator", 1),
+            ("\u{1b}[31あ", "あ", 1),
+            ("x\u{1b}", "x", 1),
+            ("\u{1b}\u{1b}[0mx", "x", 2),
+            ("\u{1b}あ", "あ", 1),
+        ] {
+            let (t, s) = norm(input);
+            assert_eq!(t, format!("{want}\n"), "{input:?}");
+            assert_eq!(s.control_removed, n, "{input:?}");
+        }
     }
 
     #[test]
