@@ -225,6 +225,8 @@ struct HtmlStream {
 #[derive(Debug, Default)]
 struct AttachLeaf {
     sample: Vec<u8>,
+    /// Macro-enabled OOXML marks anywhere in the part (past the sample, too).
+    macros: sniff::MacroScanner,
 }
 
 impl Sanitiser {
@@ -1112,6 +1114,9 @@ impl Sink for Sanitiser {
                     .len()
                     .min(sniff::SNIFF_LEN.saturating_sub(a.sample.len()));
                 a.sample.extend_from_slice(&data[..take]);
+                if a.sample.starts_with(b"PK") {
+                    a.macros.feed(data);
+                }
                 Ok(())
             }
             Kind::Container(_) | Kind::Skip(_) => Ok(()),
@@ -1144,7 +1149,8 @@ impl Sink for Sanitiser {
             Kind::Text(t) => self.end_text(&frame, *t, end),
             Kind::Html(h) => self.end_html(&frame, *h, end),
             Kind::Attachment(a) => {
-                let detected = sniff::sniff(&a.sample);
+                let detected =
+                    sniff::sniff(&a.sample).map(|d| sniff::with_macros(d, a.macros.found()));
                 let AttachmentPlan::Remove { kind, reason } =
                     policy::attachment_plan(&self.set.attachments, detected, &frame.declared);
                 let mut act = self.action(&frame, kind, reason);
@@ -1299,6 +1305,22 @@ mod tests {
             removed[1].reason,
             "executable or script: always removed; declared application/pdf but content is pe-executable"
         );
+    }
+
+    #[test]
+    fn macro_enabled_workbook_is_typed_as_such() {
+        // The VBA project named only in the central directory, far past the sniffing sample.
+        let mut z =
+            b"PK\x03\x04\x14\x00\x06\x00\x08\x00[Content_Types].xml xl/workbook.xml".to_vec();
+        z.extend((0..100_000u32).map(|i| (i * 7 + 3) as u8));
+        z.extend_from_slice(b"PK\x01\x02 xl/vbaProject.bin PK\x05\x06");
+        let msg = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nsee attached\n--b\nContent-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=budget.xlsx\nContent-Transfer-Encoding: base64\n\n{}--b--\n",
+            b64(&z)
+        );
+        let (m, _) = run(&msg);
+        let a = action(&m, ActionKind::AttachmentRemoved);
+        assert_eq!(a.detected_type.as_deref(), Some("xlsm"));
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! Senders (and attackers) choose the declared media type and the file name; the bytes are
 //! what a program on the receiving side will act on. Every part is sniffed here and the policy
 //! decides by the [`Category`] found, reporting a mismatch with the declared type. The table
-//! covers what mail carries in practice, including what is abused: office formats (OOXML, OLE2,
-//! RTF, OneNote), PDF, executables (PE, ELF, Mach-O, Java class, LNK shortcuts, CHM), scripts,
-//! archives (zip with its encryption flag, gzip, 7z, rar, LZH, cab, tar, ISO images), images,
-//! HTML and SVG.
+//! covers what mail carries in practice, including what is abused: office formats (OOXML with
+//! its macro-enabled variants, OLE2, RTF, OneNote), PDF, executables (PE, ELF, Mach-O, Java
+//! class, LNK shortcuts, CHM), scripts, archives (zip with its encryption flag, gzip, 7z, rar,
+//! LZH, cab, tar, ISO images, TNEF `winmail.dat`), images, HTML and SVG.
 //!
 //! [`MagicScanner`] looks for the unmistakable binary signatures anywhere inside a stream: a
 //! part declared as text that carries a zip local header in its middle is not text.
+//! [`MacroScanner`] looks for a VBA project anywhere in a zip, so that a large `xlsm` is not
+//! reported as an `xlsx` because its VBA project lies past the sample.
 
 use memchr::memmem;
 
@@ -155,6 +157,10 @@ pub fn sniff(data: &[u8]) -> Option<Detected> {
     if at(0, b"MSCF") {
         return d("cab", Archive);
     }
+    if at(0, b"\x78\x9F\x3E\x22") && data.len() >= 6 {
+        // TNEF (winmail.dat): Outlook's container of attachments, so an archive to policy.
+        return d("tnef", Archive);
+    }
     if at(2, b"-lh") && data.get(6) == Some(&b'-') || at(2, b"-lz") && data.get(6) == Some(&b'-') {
         return d("lzh", Archive);
     }
@@ -192,16 +198,16 @@ fn sniff_zip(data: &[u8]) -> Option<Detected> {
     }
     let has = |s: &[u8]| memmem::find(data, s).is_some();
     if has(b"[Content_Types].xml") {
-        if has(b"word/") {
-            return d("docx", Office);
-        }
-        if has(b"xl/") {
-            return d("xlsx", Office);
-        }
-        if has(b"ppt/") {
-            return d("pptx", Office);
-        }
-        return d("ooxml", Office);
+        let office = if has(b"word/") {
+            d("docx", Office)
+        } else if has(b"xl/") {
+            d("xlsx", Office)
+        } else if has(b"ppt/") {
+            d("pptx", Office)
+        } else {
+            d("ooxml", Office)
+        };
+        return office.map(|o| with_macros(o, MACRO_MARKS.iter().any(|m| has(m))));
     }
     if data.get(30..38) == Some(b"mimetype") && has(b"application/vnd.oasis.opendocument") {
         return d("odf", Office);
@@ -210,6 +216,68 @@ fn sniff_zip(data: &[u8]) -> Option<Detected> {
         return d("jar-or-apk", Executable);
     }
     d("zip", Archive)
+}
+
+/// What only a macro-enabled OOXML package holds: the VBA project entry (its name is stored
+/// uncompressed in the local header and the central directory) or a macro-enabled content
+/// type (visible when `[Content_Types].xml` is stored).
+const MACRO_MARKS: &[&[u8]] = &[b"vbaProject.bin", b"vbaData.xml", b"macroEnabled"];
+const MAX_MARK: usize = 14;
+
+/// The macro-enabled variant of an OOXML type (`xlsx` → `xlsm`, ...) when `macros` is true;
+/// anything else unchanged. Macro documents are the classic mail-borne malware, and the
+/// notice should say so rather than show a harmless-looking `xlsx`.
+pub fn with_macros(d: Detected, macros: bool) -> Detected {
+    if !macros {
+        return d;
+    }
+    let name = match d.name {
+        "docx" => "docm",
+        "xlsx" => "xlsm",
+        "pptx" => "pptm",
+        "ooxml" => "ooxml-macro",
+        _ => return d,
+    };
+    Detected { name, ..d }
+}
+
+/// Looks for the marks of a macro-enabled OOXML package ([`MACRO_MARKS`]) anywhere in a stream
+/// fed in chunks of any size: in a large workbook the VBA project lies far past the sniffing
+/// sample, but the central directory at the end names it.
+#[derive(Debug, Default)]
+pub struct MacroScanner {
+    tail: Vec<u8>,
+    found: bool,
+}
+
+impl MacroScanner {
+    pub fn found(&self) -> bool {
+        self.found
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.found || data.is_empty() {
+            return;
+        }
+        let hit = |hay: &[u8]| MACRO_MARKS.iter().any(|m| memmem::find(hay, m).is_some());
+        if !self.tail.is_empty() {
+            let mut joint = self.tail.clone();
+            joint.extend_from_slice(&data[..data.len().min(MAX_MARK - 1)]);
+            self.found = hit(&joint);
+        }
+        if !self.found {
+            self.found = hit(data);
+        }
+        let keep = MAX_MARK - 1;
+        if data.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
+    }
 }
 
 /// DER `SEQUENCE` whose first element is the PKCS #7 / CMS content-type OID prefix.
@@ -427,6 +495,64 @@ mod tests {
             name(b"0\x80\x06\x09\x2A\x86\x48\x86\xF7\x0D\x01\x07\x03"),
             Some("pkcs7")
         );
+    }
+
+    fn ooxml(folder: &str, extra: &str) -> Vec<u8> {
+        let mut z = b"PK\x03\x04\x14\x00\x06\x00\x08\x00".to_vec();
+        z.extend_from_slice(b"....[Content_Types].xml....PK\x03\x04....");
+        z.extend_from_slice(format!("{folder}/document.xml....PK\x03\x04....{extra}").as_bytes());
+        z
+    }
+
+    #[test]
+    fn macro_enabled_office_documents() {
+        assert_eq!(name(&ooxml("xl", "xl/worksheets/sheet1.xml")), Some("xlsx"));
+        assert_eq!(name(&ooxml("xl", "xl/vbaProject.bin")), Some("xlsm"));
+        assert_eq!(name(&ooxml("word", "word/vbaProject.bin")), Some("docm"));
+        assert_eq!(name(&ooxml("ppt", "ppt/vbaProject.bin")), Some("pptm"));
+        // A stored [Content_Types].xml naming a macro-enabled main part.
+        assert_eq!(
+            name(&ooxml(
+                "word",
+                "application/vnd.ms-word.document.macroEnabled.main+xml"
+            )),
+            Some("docm")
+        );
+        let d = sniff(&ooxml("xl", "xl/vbaProject.bin")).unwrap();
+        assert_eq!(d.category, Category::Office);
+        // A plain zip holding a file of that name is still a zip.
+        let mut z = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
+        z.extend_from_slice(b"vbaProject.bin");
+        assert_eq!(name(&z), Some("zip"));
+
+        // Past the sniffing sample: the scanner sees the whole part (the central directory at
+        // the end names every entry), across chunk edges.
+        let mut big = ooxml("xl", "xl/worksheets/sheet1.xml");
+        big.extend(std::iter::repeat_n(b'x', SNIFF_LEN * 3));
+        big.extend_from_slice(b"PK\x01\x02....xl/vbaProject.bin....");
+        let first = sniff(&big[..SNIFF_LEN]).unwrap();
+        assert_eq!(first.name, "xlsx");
+        for chunk in [1, 7, 4096] {
+            let mut m = MacroScanner::default();
+            for c in big.chunks(chunk) {
+                m.feed(c);
+            }
+            assert!(m.found(), "chunk {chunk}");
+            assert_eq!(with_macros(first, m.found()).name, "xlsm");
+        }
+        let mut m = MacroScanner::default();
+        m.feed(&ooxml("xl", "xl/worksheets/sheet1.xml"));
+        assert!(!m.found());
+        assert_eq!(with_macros(first, false).name, "xlsx");
+        let pdf = sniff(b"%PDF-1.7").unwrap();
+        assert_eq!(with_macros(pdf, true), pdf);
+    }
+
+    #[test]
+    fn tnef_is_typed_by_content() {
+        let d = sniff(b"\x78\x9F\x3E\x22\x01\x00\x01\x06\x90\x08\x00").unwrap();
+        assert_eq!(d.name, "tnef");
+        assert_eq!(name(b"\x78\x9F\x3E"), None);
     }
 
     #[test]
