@@ -2,9 +2,10 @@
 //!
 //! The converter is html2text 0.17 with CSS (so `display:none` in a `<style>` block or a
 //! `style` attribute hides content, as it does in a mail client), the `hidden` attribute
-//! honoured, tables without borders, lists with bullets, images as their alt text, scripts,
-//! styles, `<head>` and comments dropped. Links are read from html2text's rich annotations and
-//! written by the link policy ([`super::links`]).
+//! honoured, tables without borders and followed by a blank line, lists with `・` bullets,
+//! headings without Markdown `#` marks, images as their alt text, scripts, styles, `<head>`
+//! and comments dropped. Links are read from html2text's rich annotations and written by the
+//! link policy ([`super::links`]).
 //!
 //! html2text has been slow, and has hung, on pathological input, so it runs on a worker thread
 //! with `sanitize.html_timeout`: when the time is up the thread is abandoned (it ends on its own
@@ -20,7 +21,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use html2text::render::{RichAnnotation, TaggedLineElement};
+use html2text::render::{RichAnnotation, RichDecorator, TaggedLineElement, TextDecorator};
 use memchr::memmem;
 
 use super::links;
@@ -28,6 +29,18 @@ use crate::config::LinkPolicy;
 
 /// Column width of the converted text (CJK characters count two).
 pub const WIDTH: usize = 78;
+
+/// The line html2text writes before and after a table with `fence_tables`.
+const TABLE_FENCE: &str = "```";
+
+/// The list or quote prefix before a table fence, if `s` is one (a table inside a list item
+/// or a quote gets the item's prefix).
+fn fence_prefix(s: &str) -> Option<&str> {
+    let p = s.strip_suffix(TABLE_FENCE)?;
+    p.chars()
+        .all(|c| c.is_whitespace() || matches!(c, '>' | '・' | '.' | '0'..='9'))
+        .then_some(p)
+}
 
 /// How the text was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,23 +135,38 @@ pub fn convert(html: String, links: LinkPolicy, timeout: Duration) -> Converted 
 /// html2text with rich annotations; links written by the policy. Returns the text and the
 /// number of links rewritten.
 pub fn render_rich(html: &str, policy: LinkPolicy) -> Result<(String, u64), html2text::Error> {
-    let cfg = html2text::config::rich()
+    let cfg = html2text::config::with_decorator(MailDecorator(RichDecorator::new()))
         .use_doc_css()
         .add_agent_css("[hidden] { display: none; }")?
         .no_table_borders()
+        .fence_tables()
         .allow_width_overflow();
     let lines = cfg.lines_from_read(html.as_bytes(), WIDTH)?;
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut count = 0u64;
     // The link being written: its target and its text so far.
     let mut current: Option<(String, String)> = None;
+    // Tables are fenced (`fence_tables`) only so that their end can be found: the fences are
+    // dropped, and a blank line follows the table, as in a browser (html2text would run the
+    // next list straight into the last row).
+    let mut in_table = false;
     for line in lines {
         let mut cur = String::new();
         let mut first = true;
+        let mut fence = false;
         for el in line.iter() {
             let TaggedLineElement::Str(ts) = el else {
                 continue;
             };
+            let pre = ts
+                .tag
+                .iter()
+                .any(|a| matches!(a, RichAnnotation::Preformat(_)));
+            if let Some(prefix) = fence_prefix(&ts.s).filter(|_| !pre) {
+                fence = true;
+                cur.push_str(prefix);
+                continue;
+            }
             let href = ts.tag.iter().rev().find_map(|a| match a {
                 RichAnnotation::Link(u) => Some(u.as_str()),
                 _ => None,
@@ -179,7 +207,17 @@ pub fn render_rich(html: &str, policy: LinkPolicy) -> Result<(String, u64), html
             cur.push_str(&ts.s);
             first = false;
         }
-        out.push(cur.trim_end().to_string());
+        let cur = cur.trim_end().to_string();
+        if fence {
+            in_table = !in_table;
+            if cur.trim().is_empty() {
+                if !in_table {
+                    out.push(String::new());
+                }
+                continue;
+            }
+        }
+        out.push(cur);
     }
     if let Some((target, text)) = current.take() {
         let (suffix, counted) = links::link_suffix(&text, &target, policy);
@@ -207,6 +245,90 @@ pub fn render_rich(html: &str, policy: LinkPolicy) -> Result<(String, u64), html
         text.pop();
     }
     Ok((text, count))
+}
+
+/// html2text's rich decorator without its Markdown-like marks, for text that people read in a
+/// mail client: no `#` before headings, `・` instead of `* ` before list items, no `^{...}`
+/// around superscripts (emphasis and links carry no marks in the rich decorator already;
+/// quotes keep `> `, ordered items `1. `). The annotations stay, so links are still found.
+#[derive(Clone, Debug)]
+struct MailDecorator(RichDecorator);
+
+impl TextDecorator for MailDecorator {
+    type Annotation = RichAnnotation;
+
+    fn decorate_link_start(&mut self, url: &str) -> (String, RichAnnotation) {
+        self.0.decorate_link_start(url)
+    }
+    fn decorate_link_end(&mut self) -> String {
+        self.0.decorate_link_end()
+    }
+    fn decorate_em_start(&self) -> (String, RichAnnotation) {
+        self.0.decorate_em_start()
+    }
+    fn decorate_em_end(&self) -> String {
+        self.0.decorate_em_end()
+    }
+    fn decorate_strong_start(&self) -> (String, RichAnnotation) {
+        self.0.decorate_strong_start()
+    }
+    fn decorate_strong_end(&self) -> String {
+        self.0.decorate_strong_end()
+    }
+    fn decorate_strikeout_start(&self) -> (String, RichAnnotation) {
+        self.0.decorate_strikeout_start()
+    }
+    fn decorate_strikeout_end(&self) -> String {
+        self.0.decorate_strikeout_end()
+    }
+    fn decorate_code_start(&self) -> (String, RichAnnotation) {
+        self.0.decorate_code_start()
+    }
+    fn decorate_code_end(&self) -> String {
+        self.0.decorate_code_end()
+    }
+    fn decorate_preformat_first(&self) -> RichAnnotation {
+        self.0.decorate_preformat_first()
+    }
+    fn decorate_preformat_cont(&self) -> RichAnnotation {
+        self.0.decorate_preformat_cont()
+    }
+    fn decorate_image(&mut self, src: &str, title: &str) -> (String, RichAnnotation) {
+        self.0.decorate_image(src, title)
+    }
+    fn decorate_superscript_start(&self) -> (String, RichAnnotation) {
+        (String::new(), RichAnnotation::Default)
+    }
+    fn decorate_superscript_end(&self) -> String {
+        String::new()
+    }
+    fn header_prefix(&self, _level: usize) -> String {
+        String::new()
+    }
+    fn quote_prefix(&self) -> String {
+        self.0.quote_prefix()
+    }
+    fn unordered_item_prefix(&self) -> String {
+        "・".to_string()
+    }
+    fn ordered_item_prefix(&self, i: i64) -> String {
+        self.0.ordered_item_prefix(i)
+    }
+    fn make_subblock_decorator(&self) -> Self {
+        MailDecorator(self.0.make_subblock_decorator())
+    }
+    fn push_colour(&mut self, c: html2text::Colour) -> Option<RichAnnotation> {
+        self.0.push_colour(c)
+    }
+    fn pop_colour(&mut self) -> bool {
+        self.0.pop_colour()
+    }
+    fn push_bgcolour(&mut self, c: html2text::Colour) -> Option<RichAnnotation> {
+        self.0.push_bgcolour(c)
+    }
+    fn pop_bgcolour(&mut self) -> bool {
+        self.0.pop_bgcolour()
+    }
 }
 
 /// Elements whose content is never text for the reader.
@@ -752,6 +874,25 @@ mod tests {
                 .any(|l| l.contains("項目一") && !l.contains("項目二")),
             "{t}"
         );
+    }
+
+    const LAYOUT: &str = "<h1>見出し</h1><p>本文 <strong>強調</strong> <em>斜体</em> x<sup>note</sup> m<sup>2</sup></p><h2>小見出し</h2><ul><li>項目一</li><li>項目二</li></ul><h3>表</h3><table><tr><th>日程</th><th>会場</th></tr><tr><td>12月3日</td><td>東京</td></tr></table><ol><li>申込</li><li>資料</li></ol><table><tr><td>a</td></tr></table><p>後</p><blockquote>引用</blockquote><pre>```\ncode\n```</pre>";
+
+    #[test]
+    fn converter_writes_plain_text_layout() {
+        let (t, _) = render_rich(LAYOUT, LinkPolicy::Show).unwrap();
+        assert_eq!(
+            t,
+            "見出し\n\n本文 強調 斜体 xnote m²\n\n小見出し\n・項目一\n・項目二\n\n表\n\n日程    会場\n12月3日 東京\n\n1. 申込\n2. 資料\n\na\n\n後\n\n> 引用\n\n```\ncode\n```\n"
+        );
+        // A table inside a list item, and a list right after a table in a cell.
+        let (t, _) = render_rich(
+            "<ul><li><table><tr><td>x</td><td>y</td></tr></table></li></ul><table><tr><td><table><tr><td>in</td></tr></table></td></tr></table><ul><li>next</li></ul>",
+            LinkPolicy::Show,
+        )
+        .unwrap();
+        assert!(!t.contains("```"), "{t}");
+        assert!(t.contains("in\n\n・next"), "{t}");
     }
 
     #[test]
