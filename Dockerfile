@@ -22,6 +22,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && chown mugaika:mugaika /var/spool/mugaika /var/lib/mugaika /var/lib/mugaika/quarantine
 COPY --from=build /src/target/release/mugaika /usr/local/bin/mugaika
 COPY dist/docker.toml /etc/mugaika/mugaika.toml
+# See dist/mugaika.service: fewer glibc arenas, a much lower peak RSS under concurrent load.
+ENV MALLOC_ARENA_MAX=2
 USER mugaika
 VOLUME ["/var/spool/mugaika", "/var/lib/mugaika/quarantine"]
 EXPOSE 2525
