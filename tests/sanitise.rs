@@ -236,12 +236,25 @@ fn noxxi_hide_content_never_delivers_eicar() {
     assert_eq!(files.len(), 372, "the corpus changed");
     let cfg = SanitizeConfig::default();
     let mut failures = Vec::new();
-    let (mut removed, mut blocks) = (0, 0);
+    let (mut removed, mut blocks, mut empty) = (0, 0, 0);
     for f in &files {
         let msg = std::fs::read(f).unwrap();
         let (m, text) = sanitise(&msg, &cfg);
         if let Some(why) = hidden_payload(&text) {
             failures.push(format!("{}: {why}", f.display()));
+        }
+        // Every mail carries a short text before the attachment. It is lost when the
+        // multipart's boundary cannot be read (the body is then all preamble); the RFC 2231
+        // tricks (sections percent-encoded, reordered, duplicated, UTF-16) are read the way
+        // their senders meant, so their text must survive.
+        if text.trim().is_empty() {
+            empty += 1;
+            if std::env::var_os("NOXXI_EMPTY").is_some() {
+                eprintln!("empty text: {}: {:?}", f.display(), m.actions);
+            }
+            if contains(&msg, b"X-Payload-Id: multipart-rfc2231") {
+                failures.push(format!("{}: RFC 2231 boundary, empty text", f.display()));
+            }
         }
         if m.actions
             .iter()
@@ -267,9 +280,15 @@ fn noxxi_hide_content_never_delivers_eicar() {
         }
     }
     eprintln!(
-        "noxxi hide-content: {} mails, {removed} with an attachment removed, {blocks} with an encoded block removed from text",
+        "noxxi hide-content: {} mails, {removed} with an attachment removed, {blocks} with an encoded block removed from text, {empty} with an empty text",
         files.len()
     );
+    // Measured: 99 (`NOXXI_EMPTY=1` lists them). The other boundary readings of mime::params
+    // brought back the text of every RFC 2231 trick and of most quote, backslash and UTF-16
+    // ones; most of the rest hide the end of the text part's header block (a line of white
+    // space) or use a multipart without any delimiter, and a few put comments or quotes
+    // inside the boundary.
+    assert!(empty <= 99, "{empty} mails lost their text");
     assert!(
         failures.is_empty(),
         "{} leaks:\n{}",
@@ -502,7 +521,7 @@ fn genmail_samples() {
                 mugaika::sanitise::html::render_rich(&html, mugaika::config::LinkPolicy::Show)
                     .unwrap();
             assert!(
-                t.contains("# お知らせ") && t.contains("市民課の山田です"),
+                t.starts_with("お知らせ\n") && !t.contains("# ") && t.contains("市民課の山田です"),
                 "{name}: {t}"
             );
             assert!(

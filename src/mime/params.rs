@@ -394,11 +394,28 @@ fn assemble(raw: Vec<RawParam>, field: &mut Field, damaged: &mut bool) {
         for p in &ext {
             values.push(decode_extended(&p.value, true, damaged).finish(&name));
         }
+        // Before `join_sections`, which sorts the sections: the order written is a reading.
+        let mut extra = if name == "boundary" {
+            sections_readings(&sections)
+        } else {
+            Vec::new()
+        };
         if !sections.is_empty() {
             values.push(join_sections(&name, &mut sections, damaged));
         }
         for p in &plain {
             values.push(decode_plain(&name, &p.value));
+        }
+        if name == "boundary" {
+            // Other readings of a broken boundary, after the RFC ones (see `sections_readings`).
+            for v in &values {
+                extra.extend(value_readings(v));
+            }
+            for v in extra {
+                if !v.trim().is_empty() && !values.contains(&v) {
+                    values.push(v);
+                }
+            }
         }
         let mut it = values.into_iter();
         if let Some(first) = it.next() {
@@ -415,6 +432,98 @@ fn assemble(raw: Vec<RawParam>, field: &mut Field, damaged: &mut bool) {
             field.params.push((name, first));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other readings of a broken boundary
+// ---------------------------------------------------------------------------------------------
+//
+// A multipart whose boundary parameter is broken is read differently by different readers:
+// one percent-decodes sections RFC 2231 says are literal, another joins them in the order they
+// were written, a third strips quotes or backslashes the RFC reading keeps. Parser-differential
+// attacks live in that gap (noxxi's "MIME is broken" corpus is full of them). The parser
+// treats every boundary a multipart declares as a delimiter, so each other reading is added
+// as one more declared value (in `Field::duplicates`): a body written for any of these readers
+// is split into its parts and each part is judged on its own, instead of the whole body
+// vanishing as an unused preamble (and the text with it). Extra readings come only from
+// broken declarations (the field is then `damaged`); a well-formed boundary has exactly one.
+
+/// Readings of RFC 2231 boundary sections other than the RFC one: sections in the order
+/// written as well as by number, the first or the last of duplicated numbers, and every
+/// section percent-decoded with a `charset'lang'` prefix stripped wherever it appears.
+fn sections_readings(sections: &[&RawParam]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if sections.is_empty() {
+        return out;
+    }
+    let written: Vec<&RawParam> = sections.to_vec();
+    let mut sorted = written.clone();
+    sorted.sort_by_key(|p| p.section); // stable
+    for order in [&sorted, &written] {
+        for last_wins in [false, true] {
+            let mut pieces: Vec<&RawParam> = Vec::new();
+            for p in order.iter() {
+                match pieces.iter().position(|q| q.section == p.section) {
+                    Some(i) if last_wins => {
+                        if let Some(slot) = pieces.get_mut(i) {
+                            *slot = p;
+                        }
+                    }
+                    Some(_) => {}
+                    None => pieces.push(p),
+                }
+            }
+            let mut bytes = Vec::new();
+            for p in &pieces {
+                let v = strip_charset_prefix(&p.value).unwrap_or(&p.value);
+                let mut ignore = false;
+                bytes.extend_from_slice(&decode_extended(v, false, &mut ignore).bytes);
+            }
+            let v = control_to_space(decode_unlabelled(&bytes));
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// The value after an RFC 2231 `charset'lang'` prefix, if it has one.
+fn strip_charset_prefix(v: &[u8]) -> Option<&[u8]> {
+    let mut it = v.splitn(3, |&b| b == b'\'');
+    let (cs, lang, rest) = (it.next()?, it.next()?, it.next()?);
+    let ok = cs.len() <= 40
+        && lang.len() <= 20
+        && cs
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && lang.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    ok.then_some(rest)
+}
+
+/// Readings of a boundary value other than the RFC one: without surrounding single quotes
+/// (`'a b'`), without backslashes (quoted pairs outside quotes), cut at the first quote or
+/// backslash, with RFC 2047 encoded words decoded.
+fn value_readings(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(inner) = v
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .filter(|r| !r.is_empty())
+    {
+        out.push(inner.to_string());
+    }
+    if v.contains('\\') {
+        out.push(v.replace('\\', ""));
+    }
+    if let Some(i) = v.find(['"', '\\']) {
+        out.push(v.get(..i).unwrap_or_default().trim().to_string());
+    }
+    if v.contains("=?") {
+        out.push(decode_words(v.as_bytes()));
+    }
+    out.retain(|r| !r.is_empty() && r != v);
+    out
 }
 
 /// Bytes of an RFC 2231 value with the charset that applies to them.
@@ -541,8 +650,30 @@ fn decode_words(raw: &[u8]) -> String {
     header::decode_text(raw)
 }
 
-/// Bytes in a declared charset.
+/// Bytes in a declared charset. `UTF-16` without a byte order mark is big-endian by RFC 2781
+/// (the WHATWG label means little-endian), but Windows writes it little-endian: the side on
+/// which ASCII characters have their zero byte decides, big-endian when neither does.
 fn decode_charset(label: &str, bytes: &[u8]) -> String {
+    let l = label.trim();
+    let utf16 = l.eq_ignore_ascii_case("utf-16") || l.eq_ignore_ascii_case("utf16");
+    let bom = bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF");
+    let label = if utf16 && !bom {
+        let zeros = |from: usize| {
+            bytes
+                .iter()
+                .skip(from)
+                .step_by(2)
+                .filter(|&&b| b == 0)
+                .count()
+        };
+        if zeros(1) > zeros(0) {
+            "utf-16le"
+        } else {
+            "utf-16be"
+        }
+    } else {
+        label
+    };
     charset::decode(Some(label), bytes).text
 }
 
@@ -795,5 +926,98 @@ mod tests {
         raw.extend(std::iter::repeat_n(b'"', 1 << 20));
         let _ = parse_field(&raw);
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    fn boundaries(raw: &str) -> Vec<String> {
+        p(raw).all_values("boundary").map(String::from).collect()
+    }
+
+    #[test]
+    fn other_readings_of_broken_boundaries() {
+        // Each broken declaration (from the noxxi "MIME is broken" tricks) also yields the
+        // boundary its body really uses, so that the text survives: every reading delimits.
+        for (raw, want) in [
+            // RFC 2231 sections: percent-encoded without `*`, out of order, duplicated, with a
+            // charset prefix on a later section.
+            ("a/b; boundary*0=boundary%5F4baba0f5", "boundary_4baba0f5"),
+            (
+                "a/b; boundary*0=boundary%5F; boundary*1=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*1=4baba0f5; boundary*0=boundary%5F;",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*0=foo; boundary*0=boundary%5F; boundary*1=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*0=boundary%5F; boundary*0=foo; boundary*1=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*0*=''foo; boundary*0*=''boundary%5F; boundary*1*=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*1=''boundary%5F; boundary*0=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*1*=''boundary_; boundary*0*=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            (
+                "a/b; boundary*1=''boundary_; boundary*0=4baba0f5",
+                "boundary_4baba0f5",
+            ),
+            // Single quotes, backslashes, quotes inside a token, encoded words.
+            ("a/b; boundary='boundary 3ff163c'", "boundary 3ff163c"),
+            ("a/b; boundary=' boundary_6ee27c21'", " boundary_6ee27c21"),
+            ("a/b; boundary=\\boundary_b644e58", "boundary_b644e58"),
+            ("a/b; boundary=boundary\\_b5991ea9", "boundary_b5991ea9"),
+            ("a/b; boundary=b_8f515c6d\\;d88b8990", "b_8f515c6d"),
+            ("a/b; boundary=b_51c210a7\\\"b35375cc\\\"", "b_51c210a7"),
+            (
+                "a/b; boundary=\"=?us-ascii?B?Ym91bmRhcnlfOWY1OTllMTI=?=\"",
+                "boundary_9f599e12",
+            ),
+        ] {
+            let all = boundaries(raw);
+            assert!(all.iter().any(|b| b == want), "{raw}: {all:?}");
+            assert!(p(raw).damaged, "{raw}");
+        }
+        // The RFC reading stays the one that wins.
+        assert_eq!(
+            p("a/b; boundary*1=4baba0f5; boundary*0=boundary%5F").param("boundary"),
+            Some("boundary%5F4baba0f5")
+        );
+        // Well-formed declarations get no other reading (an Outlook boundary with `=` in it
+        // must not also delimit at `--` + its first half).
+        for raw in [
+            "multipart/alternative; boundary=\"----=_NextPart_000_0071_01DC58D3.5F1E2A30\"",
+            "multipart/mixed; boundary=----=_Part_1_2.3",
+            "multipart/mixed; boundary*=''abc",
+            "multipart/mixed; boundary*0=ab; boundary*1=cd",
+            "multipart/mixed; boundary*0*=us-ascii''ab; boundary*1*=c%64",
+        ] {
+            assert_eq!(boundaries(raw).len(), 1, "{raw}: {:?}", boundaries(raw));
+        }
+    }
+
+    #[test]
+    fn utf_16_without_bom_by_its_zero_bytes() {
+        // RFC 2781: UTF-16 without a byte order mark is big-endian, unless its zero bytes say
+        // otherwise.
+        let f = p("a/b; boundary*=UTF-16''%00b%00o%00u%00n%00d%00a%00r%00y%00_%004%00b");
+        assert_eq!(f.param("boundary"), Some("boundary_4b"));
+        let f = p("a/b; filename*=utf-16''%FF%FE%E5%65%2C%67.%00t%00x%00t%00");
+        assert_eq!(f.param("filename"), Some("日本.txt"));
+        let f = p("a/b; filename*=utf-16le''%E5%65%2C%67");
+        assert_eq!(f.param("filename"), Some("日本"));
+        // Little-endian without a mark, as Windows writes it: the zero bytes tell.
+        let f = p("a/b; boundary*=UTF-16''b%00o%00u%00n%00d%00a%00r%00y%00_%004%00b%00");
+        assert_eq!(f.param("boundary"), Some("boundary_4b"));
     }
 }
