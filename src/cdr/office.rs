@@ -1594,11 +1594,7 @@ fn xml_text(src: &[u8], out: &mut String, max: usize) -> Result<(), String> {
         let tok = tok?;
         let bytes = &src[tok.start..tok.end];
         match tok.kind {
-            Kind::Start => {
-                if xml::local(xml::tag_name(bytes)) == b"t" {
-                    in_t += 1;
-                }
-            }
+            Kind::Start if xml::local(xml::tag_name(bytes)) == b"t" => in_t += 1,
             Kind::Empty => match xml::local(xml::tag_name(bytes)) {
                 b"tab" => out.push('\t'),
                 b"br" | b"cr" => out.push('\n'),
@@ -1967,5 +1963,150 @@ fn codepage(cp: i64) -> &'static encoding_rs::Encoding {
         874 => WINDOWS_874,
         65001 => UTF_8,
         _ => WINDOWS_1252,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(src: &str, dead: &[&str]) -> String {
+        let dead: HashSet<String> = dead.iter().map(|s| s.to_string()).collect();
+        let rules = PartRules {
+            dead: &dead,
+            ext_links_removed: false,
+            lenient: false,
+        };
+        let e = plan_part(src.as_bytes(), &rules).unwrap();
+        String::from_utf8(apply(src.as_bytes(), &e).unwrap()).unwrap()
+    }
+
+    const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships""#;
+
+    #[test]
+    fn untouched_xml_is_copied_byte_for_byte() {
+        let src = format!(
+            "<?xml version=\"1.0\"?>\r\n<w:document {W}><!-- c --><w:body><w:p a='>'><w:r><w:t xml:space=\"preserve\"> a &amp; b <![CDATA[<x>]]></w:t></w:r></w:p></w:body></w:document>"
+        );
+        assert_eq!(edit(&src, &[]), src);
+        let total: usize = Tokenizer::new(src.as_bytes())
+            .map(|t| t.unwrap())
+            .map(|t| t.end - t.start)
+            .sum();
+        assert_eq!(total, src.len());
+    }
+
+    #[test]
+    fn dtds_and_broken_nesting_are_refused() {
+        let rules = PartRules {
+            dead: &HashSet::new(),
+            ext_links_removed: false,
+            lenient: false,
+        };
+        for bad in [
+            "<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>",
+            "<a><b></a></b>",
+            "<a><b>",
+            "<a x=\"1>",
+        ] {
+            assert!(plan_part(bad.as_bytes(), &rules).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dde_fields_lose_their_code_and_keep_their_result() {
+        // The field name split over two instruction runs, one written as a character reference.
+        let src = format!(
+            "<w:document {W}><w:body><w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText> &#68;D</w:instrText></w:r><w:r><w:instrText xml:space=\"preserve\">EAUTO c:\\\\windows\\\\calc.exe </w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"separate\"/></w:r><w:r><w:t>shown</w:t></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p></w:body></w:document>"
+        );
+        let out = edit(&src, &[]);
+        assert!(
+            !out.contains("instrText") && !out.contains("fldChar"),
+            "{out}"
+        );
+        assert!(out.contains("<w:t>shown</w:t>"));
+        // A field whose name is produced by a nested field.
+        let src = format!(
+            "<w:document {W}><w:body><w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText>QUOTE 68 68 69</w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r><w:r><w:instrText> calc</w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p></w:body></w:document>"
+        );
+        let out = edit(&src, &[]);
+        assert!(!out.contains(" calc"), "{out}");
+        // Simple fields: unwrapped, their displayed run kept.
+        let src = format!(
+            "<w:document {W}><w:body><w:p><w:fldSimple w:instr=\" DDEAUTO cmd &quot;/c calc&quot; \"><w:r><w:t>res</w:t></w:r></w:fldSimple><w:fldSimple w:instr=\" PAGE \"><w:r><w:t>1</w:t></w:r></w:fldSimple></w:p></w:body></w:document>"
+        );
+        let out = edit(&src, &[]);
+        assert!(
+            !out.contains("DDEAUTO") && out.contains("<w:r><w:t>res</w:t></w:r>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("w:instr=\" PAGE \""),
+            "harmless fields stay: {out}"
+        );
+    }
+
+    #[test]
+    fn references_to_removed_relationships_go_with_what_needs_them() {
+        let src = format!(
+            "<w:document {W}><w:body><w:p><w:hyperlink r:id=\"rId5\" w:history=\"1\"><w:r><w:t>link</w:t></w:r></w:hyperlink><w:r><w:object><v:shape xmlns:v=\"urn:schemas-microsoft-com:vml\"/><o:OLEObject xmlns:o=\"urn:schemas-microsoft-com:office:office\" Type=\"Link\" r:id=\"rId6\"/></w:object></w:r></w:p></w:body></w:document>"
+        );
+        let out = edit(&src, &["rId5", "rId6"]);
+        assert!(out.contains("<w:hyperlink w:history=\"1\">"), "{out}");
+        assert!(!out.contains("OLEObject") && !out.contains("rId"), "{out}");
+        assert!(out.contains("<w:t>link</w:t>"));
+        // Excel: a macro sheet's entry, its Auto_Open name, emptied containers.
+        let wb = "<workbook xmlns:r=\"r\"><bookViews><workbookView activeTab=\"1\"/></bookViews><sheets><sheet name=\"Data\" r:id=\"rId1\"/><sheet name=\"Macro1\" r:id=\"rId2\"/></sheets><definedNames><definedName name=\"_xlnm.Auto_Open\">Macro1!$A$1</definedName><definedName name=\"x\">Macro1!$B$2</definedName></definedNames></workbook>";
+        let out = edit(wb, &["rId2"]);
+        assert_eq!(
+            out,
+            "<workbook xmlns:r=\"r\"><bookViews><workbookView/></bookViews><sheets><sheet name=\"Data\" r:id=\"rId1\"/></sheets></workbook>"
+        );
+        let only_macros =
+            "<workbook xmlns:r=\"r\"><sheets><sheet name=\"M\" r:id=\"rId2\"/></sheets></workbook>";
+        let rules = PartRules {
+            dead: &["rId2".to_string()].into_iter().collect(),
+            ext_links_removed: false,
+            lenient: false,
+        };
+        assert!(plan_part(only_macros.as_bytes(), &rules).is_err());
+    }
+
+    #[test]
+    fn part_names_resolve_like_opc() {
+        assert_eq!(
+            resolve("word/document.xml", "media/a.png").as_deref(),
+            Some("word/media/a.png")
+        );
+        assert_eq!(
+            resolve("ppt/slides/slide1.xml", "../media/a%20b.png").as_deref(),
+            Some("ppt/media/a%20b.png")
+        );
+        assert_eq!(part_key("/ppt/media/a%20b.png"), "ppt/media/a b.png");
+        assert_eq!(
+            resolve("", "/word/document.xml").as_deref(),
+            Some("word/document.xml")
+        );
+        assert_eq!(resolve("word/document.xml", "../../../x"), None);
+        assert_eq!(rels_of("word/document.xml"), "word/_rels/document.xml.rels");
+        assert_eq!(
+            source_of_rels("word/_rels/document.xml.rels"),
+            "word/document.xml"
+        );
+        assert_eq!(source_of_rels("_rels/.rels"), "");
+        assert_eq!(extension_if_changed("a.XLSX", "xlsx"), None);
+        assert_eq!(
+            extension_if_changed("a.xlsm", "xlsx").as_deref(),
+            Some("xlsx")
+        );
+    }
+
+    #[test]
+    fn rtf_text_in_its_code_page() {
+        let rtf = b"{\\rtf1\\ansi\\ansicpg932{\\fonttbl{\\f0 MS Mincho;}}{\\*\\generator x;}\\f0 \\'82\\'a0\\'82\\'a2\\par {\\object{\\objdata 0102}}\\u12358?x\\tab y}";
+        assert_eq!(rtf_to_text(rtf, 1000), "あい\nうx\ty");
+        assert_eq!(rtf_to_text(b"{\\rtf1 {{{{", 1000), "");
+        let deep = "{".repeat(100_000);
+        assert_eq!(rtf_to_text(deep.as_bytes(), 1000), "");
     }
 }

@@ -455,3 +455,29 @@ pub fn disarm(data: &[u8], policy: &Policy) -> Verdict {
         extra,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_rtf_as_in_ms_oxrtfcp() {
+        // The first example of MS-OXRTFCP section 3.1.
+        let comp: &[u8] = b"\x2d\x00\x00\x00\x2b\x00\x00\x00\x4c\x5a\x46\x75\xf1\xc5\xc7\xa7\x03\x00\x0a\x00\x72\x63\x70\x67\x31\x32\x35\x42\x32\x0a\xf3\x20\x68\x65\x6c\x09\x00\x20\x62\x77\x05\xb0\x6c\x64\x7d\x0a\x80\x0f\xa0";
+        let out = decompress_rtf(comp, 1 << 20).unwrap();
+        assert_eq!(out, b"{\\rtf1\\ansi\\ansicpg1252\\pard hello world}\r\n");
+        assert!(decompress_rtf(&comp[..10], 100).is_err());
+        assert!(decompress_rtf(comp, 5).unwrap().len() <= 5);
+    }
+
+    #[test]
+    fn mapi_properties_are_bounded_by_their_data() {
+        // A count far beyond the data and a string length past the end.
+        let mut v = 0xFFFF_FFFFu32.to_le_bytes().to_vec();
+        v.extend_from_slice(&0x001Eu16.to_le_bytes());
+        v.extend_from_slice(&0x3707u16.to_le_bytes());
+        v.extend_from_slice(&1u32.to_le_bytes());
+        v.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
+        assert!(mapi_props(&v, 100).is_empty());
+    }
+}
