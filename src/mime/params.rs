@@ -7,7 +7,10 @@
 //! the parser can treat every declared boundary as a delimiter), junk between semicolons,
 //! a missing `;` or a `,` in its place, unterminated quotes and comments, and RFC 2047
 //! encoded words inside `name` / `filename` (Japanese mailers write
-//! `name="=?ISO-2022-JP?B?...?="`). Any deviation sets [`Field::damaged`].
+//! `name="=?ISO-2022-JP?B?...?="`). Any deviation sets [`Field::damaged`]. A broken
+//! `boundary` also yields the other readings other readers take of it (RFC 2231 sections
+//! percent-decoded or in the order written, quotes and backslashes read differently), so that
+//! the parser delimits at each of them (see `sections_readings`).
 //!
 //! Comments are removed wherever they appear outside quoted strings (`multipar()t` is
 //! `multipart`): that is the RFC 822 reading, and it is also the reading under which tricks

@@ -135,6 +135,8 @@ pub struct Normaliser {
     state: State,
     /// Inside the text of a PGP signed message: lines are dash-escaped.
     signed: bool,
+    /// Text whose MIME framing is in doubt: any well-formed base64 is removed.
+    strict: bool,
     stats: TextStats,
     scratch: String,
     /// Blank lines not yet written: written before the next non-blank line, dropped at the
@@ -260,10 +262,19 @@ impl Normaliser {
             after_cr: false,
             state: State::Normal,
             signed: false,
+            strict: false,
             stats: TextStats::default(),
             scratch: String::new(),
             blanks: 0,
         }
+    }
+
+    /// Strict mode, for text from a part whose MIME framing is in doubt (see
+    /// [`Flags::SUSPICIOUS_TEXT`](crate::mime::Flags::SUSPICIOUS_TEXT)): a run of
+    /// base64-looking lines too short for the shape rules is removed when it is well-formed
+    /// base64, whatever it decodes to, not only when it decodes to a binary object.
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
     }
 
     /// What was done so far.
@@ -709,15 +720,33 @@ impl Normaliser {
         Ok(())
     }
 
-    /// An undecided run ends. It is text unless its lines, joined, decode to a binary object.
+    /// An undecided run ends. It is text unless its lines, joined, decode to a binary object,
+    /// or (strict mode) its first lines are well-formed base64 (see [`strict_base64_lines`]).
     fn flush_run(&mut self, run: Run, out: &mut TextBuffer) -> io::Result<()> {
         let joined: String = run.held.iter().map(|h| trim_quote(h)).collect();
         if b64_decodes_to_binary(joined.as_bytes()).is_some() {
             let d = self.confirm(run);
             return self.finish_drop(d, out);
         }
-        for h in &run.held {
-            self.emit(h, out)?;
+        let strict = if self.strict {
+            strict_base64_lines(&run.held)
+        } else {
+            0
+        };
+        let mut held = run.held.into_iter();
+        if strict > 0 {
+            let mut encoded = Run::default();
+            for h in held.by_ref().take(strict) {
+                match b64_cont(trim_quote(&h)) {
+                    Some(m) => encoded.add(&h, m),
+                    None => encoded.hold_blank(&h),
+                }
+            }
+            let d = self.confirm(encoded);
+            self.finish_drop(d, out)?;
+        }
+        for h in held {
+            self.emit(&h, out)?;
         }
         Ok(())
     }
@@ -1150,6 +1179,50 @@ fn b64_decodes_to_binary(s: &[u8]) -> Option<&'static str> {
         .find_map(|off| sniff::binary_magic(&decode_base64_lenient(&clean[off..])))
 }
 
+/// Strict mode: how many of the first `lines` (a run of base64-looking lines) are, joined,
+/// well-formed base64 of at least 20 characters: the standard alphabet, `=` padding only at
+/// the very end, a length that is a multiple of four, and a digit, `+`, `/`, padding or a
+/// lower-to-upper case change somewhere (so that a long word is not taken for data). 0 if
+/// none. Natural words practically never pass all of that; in text whose MIME framing is in
+/// doubt, what does pass is taken for an encoded body another reader would decode.
+fn strict_base64_lines(lines: &[String]) -> usize {
+    let mut best = 0;
+    let (mut len, mut signal, mut seen_lower) = (0usize, false, false);
+    for (k, l) in lines.iter().enumerate() {
+        let t = trim_quote(l);
+        if t.is_empty() {
+            continue;
+        }
+        let body = t.trim_end_matches('=');
+        let pad = t.len() - body.len();
+        if pad > 2
+            || !body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        {
+            break;
+        }
+        for b in body.bytes() {
+            match b {
+                b'a'..=b'z' => seen_lower = true,
+                b'A'..=b'Z' if seen_lower => signal = true,
+                b'0'..=b'9' | b'+' | b'/' => signal = true,
+                _ => {}
+            }
+        }
+        len += t.len();
+        signal |= pad > 0;
+        if len >= 20 && len % 4 == 0 && signal {
+            best = k + 1;
+        }
+        if pad > 0 {
+            // Padding ends the data.
+            break;
+        }
+    }
+    best
+}
+
 /// A line made only of uuencode characters that decodes to a binary object.
 fn uu_line_binary(l: &str) -> Option<&'static str> {
     let t = l.trim_end();
@@ -1281,6 +1354,41 @@ mod tests {
             let (t, s) = norm(input);
             assert_eq!(t, format!("{want}\n"), "{input:?}");
             assert_eq!(s.control_removed, n, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn strict_mode_removes_any_valid_base64() {
+        // Base64 of a script: one line, too short for the shape rules, and not a binary
+        // object. Ordinary text keeps it; text whose MIME framing is in doubt does not.
+        let input = "see below\nPHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\nend\n";
+        let (t, s) = norm(input);
+        assert_eq!(t, input);
+        assert!(s.blocks.is_empty());
+        let mut out = TextBuffer::new(1 << 20, None);
+        let mut n = Normaliser::new(LinkPolicy::Show, Language::Ja);
+        n.set_strict(true);
+        n.push(input, &mut out).unwrap();
+        let s = n.finish(&mut out).unwrap();
+        let t = out.to_string_lossy().unwrap();
+        assert_eq!(
+            t,
+            "see below\n[mugaika: base64 で符号化されたデータ (html) を削除しました]\nend\n"
+        );
+        assert_eq!(s.blocks.len(), 1);
+        // Words that merely look like base64 stay, even in strict mode.
+        for keep in [
+            "Regards\n",
+            "Configuration\n",
+            "ThankYouVeryMuchForAll\n",
+            "abcdefghijklmnopqrstuvwx\n",
+        ] {
+            let mut out = TextBuffer::new(1 << 20, None);
+            let mut n = Normaliser::new(LinkPolicy::Show, Language::Ja);
+            n.set_strict(true);
+            n.push(keep, &mut out).unwrap();
+            n.finish(&mut out).unwrap();
+            assert_eq!(out.to_string_lossy().unwrap(), keep);
         }
     }
 
