@@ -6,7 +6,7 @@
 //! covers what mail carries in practice, including what is abused: office formats (OOXML with
 //! its macro-enabled variants, OLE2, RTF, OneNote), PDF, executables (PE, ELF, Mach-O, Java
 //! class, LNK shortcuts, CHM), scripts, archives (zip with its encryption flag, gzip, 7z, rar,
-//! LZH, cab, tar, ISO images, TNEF `winmail.dat`), images, HTML and SVG.
+//! LZH, cab, tar, ISO images), TNEF `winmail.dat`, images, HTML and SVG.
 //!
 //! [`MagicScanner`] looks for the unmistakable binary signatures anywhere inside a stream: a
 //! part declared as text that carries a zip local header in its middle is not text.
@@ -158,8 +158,9 @@ pub fn sniff(data: &[u8]) -> Option<Detected> {
         return d("cab", Archive);
     }
     if at(0, b"\x78\x9F\x3E\x22") && data.len() >= 6 {
-        // TNEF (winmail.dat): Outlook's container of attachments, so an archive to policy.
-        return d("tnef", Archive);
+        // TNEF (winmail.dat): Outlook's container of attachments. `Other` to policy: the
+        // CDR dispatch recognises it by name and has its own TNEF reader.
+        return d("tnef", Other);
     }
     if at(2, b"-lh") && data.get(6) == Some(&b'-') || at(2, b"-lz") && data.get(6) == Some(&b'-') {
         return d("lzh", Archive);
