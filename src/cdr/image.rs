@@ -192,7 +192,7 @@ pub fn reencode(data: &[u8], limits: &Limits) -> Result<Disarmed, Refusal> {
         (encode_jpeg(&img, limits.jpeg_quality)?, "image/jpeg", None)
     } else {
         let ext = (kind != Kind::Png).then(|| "png".to_string());
-        (encode_png(&img)?, "image/png", ext)
+        (encode_png(img)?, "image/png", ext)
     };
 
     let mut changes = vec![match kind {
@@ -293,10 +293,26 @@ fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, Refusal> {
     Ok(out)
 }
 
-fn encode_png(img: &DynamicImage) -> Result<Vec<u8>, Refusal> {
+fn encode_png(img: DynamicImage) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::new();
-    let enc = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);
+    // Balanced compression: about 4 times slower than `Fast` but half the size for photos and
+    // a tenth for screenshots and GIF-like pictures, which matters in mail (base64, and size
+    // limits on the LGWAN side).
+    let enc =
+        PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive);
     match img {
+        // Every GIF decodes to RGBA, and most are opaque: RGB is a quarter less to compress.
+        // Packed in place, so that an image at the pixel limit needs no second buffer.
+        DynamicImage::ImageRgba8(buf) if buf.pixels().all(|p| p[3] == 255) => {
+            let (w, h) = buf.dimensions();
+            let mut raw = buf.into_raw();
+            let n = raw.len() / 4;
+            for i in 0..n {
+                raw.copy_within(4 * i..4 * i + 3, 3 * i);
+            }
+            raw.truncate(3 * n);
+            enc.write_image(&raw, w, h, ExtendedColorType::Rgb8)
+        }
         // PNG has no floating-point samples: 16 bits per channel keeps the precision that
         // matters for display.
         DynamicImage::ImageRgb32F(_) => {
