@@ -1036,3 +1036,97 @@ fn tar(data: &[u8], policy: &Policy) -> Verdict {
         extra: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_names() {
+        assert_eq!(safe_member_name("a\\b.txt").unwrap(), "a/b.txt");
+        for bad in [
+            "../x",
+            "/x",
+            "\\x",
+            "c:x",
+            "a/../../x",
+            "",
+            "a\u{0}b",
+            "a\nb",
+        ] {
+            assert!(safe_member_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(safe_member_name("a/./b/../c").is_err());
+        assert_eq!(
+            with_extension("dir.v2/report.xlsm", "xlsx"),
+            "dir.v2/report.xlsx"
+        );
+        assert_eq!(with_extension("dir.v2/README", "txt"), "dir.v2/README.txt");
+        assert_eq!(with_extension(".hidden", "txt"), ".hidden.txt");
+        assert_eq!(base_name("a/b\\c.doc"), "c.doc");
+    }
+
+    #[test]
+    fn names_in_shift_jis_cp437_and_utf8() {
+        let sjis = encoding_rs::SHIFT_JIS.encode("請求書.pdf").0;
+        assert_eq!(decode_name(&sjis, false), "請求書.pdf");
+        assert_eq!(decode_name("請求書.pdf".as_bytes(), true), "請求書.pdf");
+        assert_eq!(decode_name(b"caf\x82", false).chars().count(), 4);
+        assert_eq!(cp437(0x82), 'é');
+        assert_eq!(cp437(0xFF), '\u{a0}');
+    }
+
+    #[test]
+    fn tar_numbers_and_unique_names() {
+        assert_eq!(tar_number(b"0000644\0"), Some(0o644));
+        assert_eq!(tar_number(b"   12 \0"), Some(0o12));
+        assert_eq!(tar_number(b"\x80\0\0\0\0\0\0\x01\0\0\0\0"), Some(1 << 32));
+        assert_eq!(
+            tar_number(b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF"),
+            None
+        );
+        let mut used = HashSet::new();
+        assert_eq!(unique("a/b.docx".into(), &mut used), "a/b.docx");
+        assert_eq!(unique("a/B.docx".into(), &mut used), "a/B (1).docx");
+        assert_eq!(unique("a/b.docx".into(), &mut used), "a/b (2).docx");
+    }
+
+    #[test]
+    fn declared_entry_counts() {
+        let mut eocd = b"junkPK\x05\x06\0\0\0\0".to_vec();
+        eocd.extend_from_slice(&7u16.to_le_bytes());
+        eocd.extend_from_slice(&7u16.to_le_bytes());
+        eocd.extend_from_slice(&[0; 10]);
+        assert_eq!(declared_entries(&eocd), Some(7));
+        assert_eq!(declared_entries(b"PK\x05\x06"), None);
+    }
+
+    #[test]
+    fn tree_budget_is_shared_and_released() {
+        let limits = Limits {
+            max_size: 1 << 20,
+            max_pixels: 1,
+            max_entries: 10,
+            max_uncompressed: 100,
+            max_ratio: 10,
+            max_depth: 2,
+            jpeg_quality: 80,
+            deadline: None,
+        };
+        {
+            let _outer = TreeScope::enter(&limits);
+            {
+                let _inner = TreeScope::enter(&limits);
+                assert!(take_octets(60));
+            }
+            assert!(
+                !take_octets(60),
+                "the inner scope drew from the outer budget"
+            );
+            assert!(take_entries(20));
+            assert!(!take_entries(1));
+        }
+        let _again = TreeScope::enter(&limits);
+        assert!(take_octets(100), "a new tree starts with a full budget");
+    }
+}

@@ -242,7 +242,9 @@ mod xml {
         while let Some(amp) = rest.find('&') {
             out.push_str(&rest[..amp]);
             rest = &rest[amp..];
-            let Some(semi) = rest[..rest.len().min(12)].find(';') else {
+            // Byte search: a fixed-length str slice could split a character.
+            let window = &rest.as_bytes()[..rest.len().min(12)];
+            let Some(semi) = window.iter().position(|&b| b == b';') else {
                 out.push('&');
                 rest = &rest[1..];
                 continue;
@@ -290,6 +292,10 @@ use xml::{Kind, Tokenizer};
 
 // =========================================================================================
 // Streaming XML edits: pass 1 decides, pass 2 copies.
+
+/// Deepest element nesting accepted in a part (Office writes a few dozen levels; a hostile
+/// part nested millions deep would otherwise cost memory per level).
+const MAX_XML_DEPTH: usize = 2048;
 
 /// The edits decided for one XML part, by token ordinal.
 #[derive(Debug, Default)]
@@ -361,6 +367,9 @@ fn apply(src: &[u8], edits: &Edits) -> Result<Vec<u8>, String> {
                 }
                 let unwrapped = edits.unwrap.contains(&ord);
                 if tok.kind == Kind::Start {
+                    if open.len() >= MAX_XML_DEPTH {
+                        return Err(format!("elements nested deeper than {MAX_XML_DEPTH}"));
+                    }
                     open.push(unwrapped);
                 }
                 if unwrapped {
@@ -548,6 +557,7 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
                 // References to removed relationships.
                 let dead_attrs: Vec<Vec<u8>> = attrs
                     .iter()
+                    .filter(|_| !rules.dead.is_empty())
                     .filter(|a| {
                         let n = &bytes[a.name.clone()];
                         n.contains(&b':')
@@ -698,6 +708,9 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
                     e.drop_attrs.entry(ord).or_default().extend(dead_attrs);
                 }
                 if tok.kind == Kind::Start {
+                    if stack.len() >= MAX_XML_DEPTH {
+                        return Err(format!("elements nested deeper than {MAX_XML_DEPTH}"));
+                    }
                     stack.push(Frame {
                         ord,
                         name: qname,
@@ -1435,6 +1448,12 @@ fn rebuild(
             continue;
         }
         check_utf8_xml(&e.name, &bytes)?;
+        if !looks_like_xml(&bytes) {
+            return Err(OfficeError::Xml(
+                e.name.clone(),
+                "declared as XML but is not XML".into(),
+            ));
+        }
         let rules = PartRules {
             dead: dead.get(&key).unwrap_or(&empty),
             ext_links_removed,
@@ -1499,6 +1518,15 @@ fn check_utf8_xml(name: &str, data: &[u8]) -> Result<(), OfficeError> {
         ));
     }
     Ok(())
+}
+
+/// XML starts with markup (after an optional BOM and white space); a part declared as XML
+/// that does not could smuggle any binary past the binary-part checks.
+fn looks_like_xml(data: &[u8]) -> bool {
+    let d = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    d.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|&b| b == b'<')
 }
 
 /// The part whose relationships a `.rels` part holds ("" for the package root).
@@ -2011,6 +2039,9 @@ mod tests {
         ] {
             assert!(plan_part(bad.as_bytes(), &rules).is_err(), "{bad}");
         }
+        let deep = "<a>".repeat(100_000);
+        let err = plan_part(deep.as_bytes(), &rules).unwrap_err();
+        assert!(err.contains("nested deeper"), "{err}");
     }
 
     #[test]
@@ -2106,6 +2137,7 @@ mod tests {
         let rtf = b"{\\rtf1\\ansi\\ansicpg932{\\fonttbl{\\f0 MS Mincho;}}{\\*\\generator x;}\\f0 \\'82\\'a0\\'82\\'a2\\par {\\object{\\objdata 0102}}\\u12358?x\\tab y}";
         assert_eq!(rtf_to_text(rtf, 1000), "あい\nうx\ty");
         assert_eq!(rtf_to_text(b"{\\rtf1 {{{{", 1000), "");
+        assert_eq!(xml::unescape("&ああああ;&#x41;".as_bytes()), "&ああああ;A");
         let deep = "{".repeat(100_000);
         assert_eq!(rtf_to_text(deep.as_bytes(), 1000), "");
     }
