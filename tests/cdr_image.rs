@@ -1000,7 +1000,7 @@ fn corpus_images_reencoded() {
     if files.is_empty() {
         let msg = format!("corpora missing under {}", root.display());
         assert!(!require_corpora(), "{msg} (MUGAIKA_REQUIRE_CORPORA=1)");
-        eprintln!("SKIP corpus_images_reencoded: {msg}");
+        eprintln!("\n******** SKIP corpus_images_reencoded: {msg} ********\n");
         return;
     }
     let parser = mail_parser::MessageParser::default();
