@@ -237,7 +237,7 @@ impl Default for SanitizeConfig {
             memory_buffer: ByteSize(4 << 20),
             temp_dir: None,
             max_attachment_size: ByteSize(25 << 20),
-            max_image_pixels: 40_000_000,
+            max_image_pixels: 25_000_000,
             max_archive_entries: 1000,
             max_archive_size: ByteSize(200 << 20),
             max_archive_ratio: 100,
