@@ -541,3 +541,64 @@ fn bench_archive_disarm() {
     let _ = run(&bomb, "bomb.zip");
     eprintln!("ratio bomb (256 MiB declared) refused in {:?}", t.elapsed());
 }
+
+/// Truncated and corrupted containers go straight to the converters (no panic boundary).
+#[test]
+fn corrupted_containers_never_panic_the_converters() {
+    let attachments = AttachmentPolicy::default();
+    let policy = Policy {
+        attachments: &attachments,
+        links: LinkPolicy::Show,
+        limits: default_limits(),
+        depth: 0,
+    };
+    let docm = word("x", true);
+    let z = zip_of(&[("a.docm", &docm), ("b.exe", EXE)]);
+    let t = tnef("body", &[("a.docm", &docm)]);
+    let tar = tar_of(&[("a.docm", b'0', &docm)]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&docm).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (name, data) in [("zip", &z), ("tnef", &t), ("tar", &tar), ("gzip", &gz)] {
+        for i in 0..400 {
+            let mut d = data.clone();
+            let at = (rnd() as usize) % d.len();
+            match i % 3 {
+                0 => d.truncate(at),
+                1 => d[at] = rnd() as u8,
+                _ => d[at] ^= 0x80,
+            }
+            let _ = if name == "tnef" {
+                cdr::tnef::disarm(&d, &policy)
+            } else {
+                cdr::archive::disarm(&d, name, &policy)
+            };
+        }
+    }
+}
+
+#[test]
+fn unreferenced_parts_of_a_document_are_not_delivered() {
+    let doc = word("hidden payload", false);
+    let mut members = unzip(&doc);
+    members.push(("word/media/payload.exe".into(), EXE.to_vec()));
+    let entries: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
+    let d = match run(&zip_of(&entries), "a.docx") {
+        Verdict::Keep(d) => d,
+        v => panic!("{v:?}"),
+    };
+    assert!(
+        d.changes
+            .contains(&"1 unreferenced part(s) removed".to_string()),
+        "{:?}",
+        d.changes
+    );
+    assert!(!unzip(&d.data).iter().any(|(n, _)| n.contains("payload")));
+}

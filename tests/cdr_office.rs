@@ -306,12 +306,12 @@ fn documents_with_active_content_are_disarmed_not_dropped() {
         (
             "oleobj/external_link/sample_with_external_link_to_doc.docx",
             None,
-            "embedded OLE object removed (external oleobject link)",
+            "link to an outside resource removed (oleObject)",
         ),
         (
             "oleobj/external_link/sample_with_external_link_to_doc.docm",
             Some("docx"),
-            "embedded OLE object removed (external oleobject link)",
+            "link to an outside resource removed (oleObject)",
         ),
         (
             "oleobj/external_link/sample_with_external_link_to_doc.xlsx",
@@ -321,7 +321,7 @@ fn documents_with_active_content_are_disarmed_not_dropped() {
         (
             "oleobj/external_link/sample_with_external_link_to_doc.pptx",
             None,
-            "embedded OLE object removed (external oleobject link)",
+            "link to an outside resource removed (oleObject)",
         ),
         (
             "excel4-macros/excel4_sample_macro.xlsm",
@@ -541,4 +541,96 @@ fn bench_office_disarm() {
             secs * 1000.0 / rounds as f64
         );
     }
+}
+
+/// Deterministic xorshift, for mutations.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn rezip(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    for (n, d) in members {
+        w.start_file(n.as_str(), opts).unwrap();
+        w.write_all(d).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Mutated XML parts and mutated zip bytes go straight to the converter (no panic boundary):
+/// it must answer, never panic.
+#[test]
+fn mutated_documents_never_panic_the_converter() {
+    let Some(dir) = oletools() else { return };
+    let attachments = AttachmentPolicy::default();
+    let policy = Policy {
+        attachments: &attachments,
+        links: LinkPolicy::Show,
+        limits: limits(),
+        depth: 0,
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut outcomes = [0usize; 2];
+    for path in [
+        "msodde/dde-test.docx",
+        "oleobj/embedded-simple-2007.xlsx",
+        "oleobj/external_link/sample_with_external_link_to_doc.pptx",
+        "excel4-macros/excel4_sample_macro.xlsm",
+    ] {
+        let data = std::fs::read(dir.join(path)).unwrap();
+        let members = unzip(&data);
+        for _ in 0..150 {
+            let mut m = members.clone();
+            let i = rng.below(m.len());
+            let part = &mut m[i].1;
+            for _ in 0..1 + rng.below(4) {
+                if part.is_empty() {
+                    break;
+                }
+                let at = rng.below(part.len());
+                match rng.below(4) {
+                    0 => part[at] = b"<>\"'/&;:="[rng.below(9)],
+                    1 => part.truncate(at),
+                    2 => {
+                        let len = rng.below(64).min(part.len() - at);
+                        let chunk = part[at..at + len].to_vec();
+                        part.splice(at..at, chunk);
+                    }
+                    _ => part[at] = rng.next() as u8,
+                }
+            }
+            let v = cdr::office::disarm(&rezip(&m), "docx", "x.docx", &policy);
+            outcomes[usize::from(matches!(v, Verdict::Keep(_)))] += 1;
+            if let Verdict::Keep(d) = &v {
+                let bad = active_content(path, &d.data, 0);
+                assert!(bad.is_empty(), "{path}: {bad:?}");
+            }
+        }
+        for _ in 0..150 {
+            let mut d = data.clone();
+            let at = rng.below(d.len());
+            if rng.below(2) == 0 {
+                d.truncate(at);
+            } else {
+                d[at] = rng.next() as u8;
+            }
+            let _ = cdr::office::disarm(&d, "docx", "x.docx", &policy);
+        }
+    }
+    eprintln!(
+        "mutated parts: {} removed, {} kept",
+        outcomes[0], outcomes[1]
+    );
+    assert!(outcomes[0] > 0 && outcomes[1] > 0);
 }

@@ -569,10 +569,7 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
                 if !rules.lenient {
                     if ALWAYS_REMOVE.contains(&local.as_slice()) {
                         remove = true;
-                        e.notes.push(format!(
-                            "{} element removed",
-                            String::from_utf8_lossy(&local)
-                        ));
+                        e.notes.push(element_note(&local).into());
                     } else if local == b"oleObj" {
                         // PowerPoint: the whole graphic frame holding the object goes.
                         if let Some(i) = stack
@@ -585,7 +582,7 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
                         } else {
                             remove = true;
                         }
-                        e.notes.push("OLE object removed".into());
+                        e.notes.push(element_note(b"oleObj").into());
                     } else if local == b"svgBlip" && !dead_attrs.is_empty() {
                         if let Some(i) = stack.iter().rposition(|f| xml::local(&f.name) == b"ext") {
                             let ford = stack[i].ord;
@@ -831,6 +828,20 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
         e.unwrap.clear();
     }
     Ok(e)
+}
+
+/// What the removal of an element means to the reader of the notice.
+fn element_note(local: &[u8]) -> &'static str {
+    match local {
+        b"OLEObject" | b"oleObjects" | b"objectEmbed" | b"objectLink" | b"oleObj" => {
+            "embedded OLE object removed"
+        }
+        b"controls" => "ActiveX control removed",
+        b"attachedTemplate" => "attached template removed",
+        b"mailMerge" => "mail merge data source and query removed",
+        b"webExtensionRef" => "web add-in removed",
+        _ => "active element removed",
+    }
 }
 
 fn field_note(instr: &str) -> String {
@@ -1303,8 +1314,20 @@ fn rebuild(
         for rel in rels {
             let kind = rel_kind(&rel.typ);
             if rel.external {
-                let why = bad_rel(&kind).unwrap_or("external relationship removed");
-                note(&mut changes, format!("{why} (external {kind} link)"));
+                // The type's own spelling (oleObject, attachedTemplate, hyperlink, image).
+                let shown: String = rel
+                    .typ
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(40)
+                    .collect();
+                note(
+                    &mut changes,
+                    format!("link to an outside resource removed ({shown})"),
+                );
                 if kind.starts_with("externallink") {
                     ext_links_removed = true;
                 }
@@ -1388,6 +1411,7 @@ fn rebuild(
         .keys()
         .filter(|k| {
             !kept.contains(*k)
+                && !k.ends_with(".rels")
                 && !rels_src.contains_key(*k)
                 && !removed_targets.contains(*k)
                 && *k != "[content_types].xml"
