@@ -201,6 +201,11 @@ fn sanitise_stream<R: Read>(
 ) -> Result<CleanModel, SanitizeError> {
     let mut parser = Parser::new(Limits::from(&cfg.mime));
     let mut sanitiser = Sanitiser::new(&cfg.sanitize, temp_dir);
+    // Attachment disarm shares the message's budget: a converter still running at the
+    // deadline gives up, and its attachment is removed with that reason.
+    if let Some(at) = deadline.start.checked_add(deadline.limit) {
+        sanitiser.set_deadline(at);
+    }
     let mut n = n;
     while n > 0 {
         parser.feed(&buf[..n], &mut sanitiser);
@@ -315,9 +320,19 @@ fn write_and_verify(
     // The text (up to `sanitize.memory_buffer` in memory, or a spill file) is not needed any
     // more: free it before the verifier reads the message back.
     model.text = TextBuffer::new(0, None);
+    // The same for the attachments' octets: the verifier re-reads them from the file.
+    for a in &mut model.attachments {
+        a.data = Vec::new();
+    }
     let expect = Expectation {
         text_prefix: prefix,
         attachments: model.attachments.len(),
+        max_attachment_bytes: cfg
+            .sanitize
+            .max_attachment_size
+            .0
+            .saturating_mul(2)
+            .max(1 << 20),
         ..Expectation::default()
     };
     verify::verify_file(output, &expect)

@@ -1029,7 +1029,24 @@ fn write_attachment<W: Write>(
     a: &KeptAttachment,
     hf: &mut HeaderCtx,
 ) -> Result<(), RebuildError> {
-    let ct = a.content_type.trim().to_ascii_lowercase();
+    // A media type with at most one parameter: `charset=utf-8` on text (the text extracted
+    // from a document or a TNEF body). Anything else is refused, not copied.
+    let full = a.content_type.trim().to_ascii_lowercase();
+    let (ct, charset) = match full.split_once(';') {
+        None => (full.clone(), None),
+        Some((t, p)) => {
+            let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+            let t = t.trim().to_string();
+            if t.starts_with("text/") && (p == "charset=utf-8" || p == "charset=\"utf-8\"") {
+                (t, Some("utf-8"))
+            } else {
+                return Err(RebuildError::Attachment {
+                    index,
+                    reason: format!("unusable content type {:?}", a.content_type),
+                });
+            }
+        }
+    };
     let token = |s: &str| {
         !s.is_empty()
             && s.len() <= 100
@@ -1048,6 +1065,10 @@ fn write_attachment<W: Write>(
     let name = safe_filename(&a.filename);
     let mut out = String::new();
     let mut f = Field::new("Content-Type");
+    let ct = match charset {
+        Some(cs) => format!("{ct}; charset={cs}"),
+        None => ct,
+    };
     if name.is_empty() {
         f.token(&ct);
     } else {
@@ -2220,7 +2241,13 @@ mod tests {
             KeptAttachment {
                 filename: "photo.png".into(),
                 content_type: "image/PNG".into(),
-                data: b"\x89PNG\r\n\x1a\nrest".to_vec(),
+                // Signature, IHDR, IEND: the verifier walks the chunks.
+                data: b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\0\0\0\0\0\0\0\0IEND\xaeB`\x82".to_vec(),
+            },
+            KeptAttachment {
+                filename: "抽出テキスト.txt".into(),
+                content_type: "text/plain; charset=utf-8".into(),
+                data: "文書から取り出した本文\n".as_bytes().to_vec(),
             },
         ];
         for cs in [OutputCharset::Utf8, OutputCharset::Iso2022Jp] {
@@ -2234,7 +2261,8 @@ mod tests {
                 assert!(l.len() <= 78, "{l}");
             }
             let m = MessageParser::default().parse(&out).unwrap();
-            assert_eq!(m.attachment_count(), 2);
+            assert_eq!(m.attachment_count(), 3);
+            assert!(s.contains("Content-Type: text/plain; charset=utf-8;"), "{s}");
             let a0 = m.attachment(0).unwrap();
             assert_eq!(a0.attachment_name(), Some(atts[0].filename.as_str()));
             assert_eq!(a0.contents(), &data[..]);

@@ -74,6 +74,9 @@ pub struct Expectation {
     pub attachments: usize,
     /// Messages larger than this get the streaming pass only.
     pub whole_parse_limit: u64,
+    /// Largest attachment whose content is re-checked ([`check_attachment`]); a larger one is
+    /// a violation (the sanitiser keeps at most twice `max_attachment_size` in all).
+    pub max_attachment_bytes: u64,
 }
 
 impl Default for Expectation {
@@ -82,6 +85,7 @@ impl Default for Expectation {
             text_prefix: String::new(),
             attachments: 0,
             whole_parse_limit: 16 << 20,
+            max_attachment_bytes: 64 << 20,
         }
     }
 }
@@ -115,6 +119,8 @@ pub enum Violation {
     TransferEncoding { part: usize, reason: String },
     #[error("part {part}: text does not decode as {charset}")]
     Charset { part: usize, charset: String },
+    #[error("attachment {part}: {reason}")]
+    Content { part: usize, reason: String },
     #[error("the original body text is missing from the text part")]
     TextMissing,
     #[error("mail-parser: {0}")]
@@ -413,6 +419,9 @@ fn attachment_type_allowed(t: &str) -> bool {
             | "image/gif"
             | "application/pdf"
             | "application/zip"
+            | "application/gzip"
+            | "application/x-tar"
+            | "text/plain"
             | "text/csv"
     ) || t
         .strip_prefix("application/vnd.openxmlformats-officedocument.")
@@ -458,6 +467,9 @@ struct Leaf {
     scratch: String,
     /// Reused buffer for one decoded line.
     tmp: Vec<u8>,
+    /// An attachment's decoded content, kept for [`check_attachment`] up to `keep_max`.
+    keep: Option<Vec<u8>>,
+    keep_max: u64,
     /// Transfer decoding state: pending CRLF (7bit, QP) and base64 quad.
     pending_crlf: bool,
     quad: [u8; 4],
@@ -510,6 +522,8 @@ impl Leaf {
             hasher: Sha256::new(),
             scratch: String::new(),
             tmp: Vec::with_capacity(128),
+            keep: None,
+            keep_max: 0,
             pending_crlf: false,
             quad: [0; 4],
             quad_len: 0,
@@ -634,6 +648,15 @@ impl Leaf {
             self.first.extend_from_slice(&data[..n]);
         }
         self.hasher.update(data);
+        if let Some(k) = self.keep.as_mut() {
+            if (k.len() + data.len()) as u64 > self.keep_max {
+                return Err(Violation::Content {
+                    part: self.index,
+                    reason: format!("larger than {} octets, cannot be re-checked", self.keep_max),
+                });
+            }
+            k.extend_from_slice(data);
+        }
         if let Some(j) = self.jis.as_mut() {
             for &b in data {
                 if !j.esc.is_empty() || b == 0x1B {
@@ -703,6 +726,19 @@ impl Leaf {
 
     /// The part ended (`at_delimiter`: a boundary follows, which owns the last CRLF).
     fn finish(mut self, at_delimiter: bool) -> Result<(LeafInfo, String, Vec<u8>), Violation> {
+        let index = self.index;
+        let keep = self.keep.take();
+        let r = self.finish_leaf(at_delimiter)?;
+        if let Some(k) = keep {
+            check_attachment(&k).map_err(|reason| Violation::Content {
+                part: index,
+                reason,
+            })?;
+        }
+        Ok(r)
+    }
+
+    fn finish_leaf(mut self, at_delimiter: bool) -> Result<(LeafInfo, String, Vec<u8>), Violation> {
         if self.pending_crlf && !at_delimiter {
             self.decoded(b"\r\n")?;
         }
@@ -894,7 +930,17 @@ fn stream_check<R: Read>(r: R, expect: &Expectation) -> Result<Found, Violation>
                             )))
                         }
                     }
-                    Leaf::new(index, &ptype, cte, None, 0)?
+                    // Text extracted from a document is UTF-8 and must decode as such.
+                    let cs = param(&pparams, "charset");
+                    if ptype.starts_with("text/") && cs != Some("utf-8") {
+                        return Err(Violation::Structure(format!(
+                            "text attachment {index} without charset=utf-8"
+                        )));
+                    }
+                    let mut leaf = Leaf::new(index, &ptype, cte, cs, 0)?;
+                    leaf.keep = Some(Vec::new());
+                    leaf.keep_max = expect.max_attachment_bytes;
+                    leaf
                 };
                 loop {
                     if !lines.advance()? {
@@ -1040,6 +1086,431 @@ fn parse_check(raw: &[u8], expect: &Expectation, found: &Found) -> Result<(), Vi
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attachment content, re-checked independently of the converters
+
+/// Most octets inflated or unpacked while checking one attachment (all nested objects).
+const CONTENT_BUDGET: u64 = 256 << 20;
+/// Deepest nesting of containers followed (zip in zip, gzip in tar...).
+const CONTENT_DEPTH: usize = 6;
+/// Most members of one archive looked at.
+const CONTENT_ENTRIES: usize = 20_000;
+
+/// PNG chunks a clean image may carry: the critical ones, transparency, colour space and
+/// pixel size. Text, EXIF, ICC profiles and private chunks are metadata: refused.
+const PNG_CHUNKS: &[&[u8; 4]] = &[
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"bKGD",
+    b"pHYs",
+];
+
+/// PDF names that mean active or hidden content.
+const PDF_NAMES: &[&[u8]] = &[
+    b"JavaScript",
+    b"JS",
+    b"Launch",
+    b"EmbeddedFile",
+    b"EmbeddedFiles",
+    b"OpenAction",
+    b"AA",
+    b"RichMedia",
+    b"XFA",
+];
+
+struct Budget(u64);
+
+impl Budget {
+    fn take(&mut self, n: u64) -> Result<(), String> {
+        if n > self.0 {
+            return Err("too much content to check (decompression limit)".into());
+        }
+        self.0 -= n;
+        Ok(())
+    }
+}
+
+/// Checks one delivered attachment by its content (never by its declared type): no executable
+/// or OLE object, no macro, ActiveX, embedded object, external relationship or DDE field in a
+/// zip/OOXML package, no encrypted zip member, no active PDF name in the file or in any
+/// inflated stream, no image metadata or trailing data; containers are checked member by
+/// member. `Err` names what was found.
+pub fn check_attachment(data: &[u8]) -> Result<(), String> {
+    let mut budget = Budget(CONTENT_BUDGET);
+    check_content(data, 0, false, &mut budget)
+}
+
+fn check_content(
+    data: &[u8],
+    depth: usize,
+    in_package: bool,
+    budget: &mut Budget,
+) -> Result<(), String> {
+    if depth > CONTENT_DEPTH {
+        return Err("containers nested too deep to check".into());
+    }
+    if let Some(kind) = exec_magic(data) {
+        return Err(format!("{kind} content"));
+    }
+    if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+        return check_zip(data, depth, budget);
+    }
+    if data.starts_with(b"\x1f\x8b") {
+        let inner = inflate(flate2::read::MultiGzDecoder::new(data), budget)?;
+        return check_content(&inner, depth + 1, false, budget);
+    }
+    if data.get(257..262) == Some(b"ustar") {
+        return check_tar(data, depth, budget);
+    }
+    if memchr::memmem::find(&data[..data.len().min(1024)], b"%PDF-").is_some() {
+        return check_pdf(data, budget);
+    }
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") && !in_package {
+        return check_png(data);
+    }
+    if data.starts_with(b"\xFF\xD8\xFF") && !in_package {
+        return check_jpeg(data);
+    }
+    Ok(())
+}
+
+/// Executables, OLE2 containers, shortcuts and scripts by their first octets.
+fn exec_magic(data: &[u8]) -> Option<&'static str> {
+    const MAGIC: &[(&[u8], &str)] = &[
+        (b"MZ", "PE executable"),
+        (b"\x7fELF", "ELF executable"),
+        (b"\xCA\xFE\xBA\xBE", "Mach-O executable"),
+        (b"\xFE\xED\xFA\xCE", "Mach-O executable"),
+        (b"\xFE\xED\xFA\xCF", "Mach-O executable"),
+        (b"\xCE\xFA\xED\xFE", "Mach-O executable"),
+        (b"\xCF\xFA\xED\xFE", "Mach-O executable"),
+        (b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", "OLE2"),
+        (b"\x4C\x00\x00\x00\x01\x14\x02\x00", "Windows shortcut"),
+        (b"#!", "script"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(m, _)| data.starts_with(m))
+        .map(|(_, k)| *k)
+}
+
+/// Reads a decoder to its end within the budget.
+fn inflate<R: Read>(r: R, budget: &mut Budget) -> Result<Vec<u8>, String> {
+    let limit = budget.0.saturating_add(1);
+    let mut out = Vec::new();
+    r.take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("compressed data does not decode: {e}"))?;
+    budget.take(out.len() as u64)?;
+    Ok(out)
+}
+
+fn le16(d: &[u8], at: usize) -> Option<usize> {
+    d.get(at..at + 2)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+fn check_zip(data: &[u8], depth: usize, budget: &mut Budget) -> Result<(), String> {
+    let mut zip = zip::ZipArchive::new(io::Cursor::new(data))
+        .map_err(|e| format!("zip does not open: {e}"))?;
+    if zip.len() > CONTENT_ENTRIES {
+        return Err("zip has too many members to check".into());
+    }
+    let package = zip.index_for_name("[Content_Types].xml").is_some();
+    for i in 0..zip.len() {
+        let (name, encrypted, start) = {
+            let f = zip
+                .by_index_raw(i)
+                .map_err(|e| format!("zip member {i}: {e}"))?;
+            (
+                String::from_utf8_lossy(f.name_raw()).into_owned(),
+                f.encrypted(),
+                f.header_start(),
+            )
+        };
+        // The local header too: readers that walk local headers see its flags and name.
+        let at = usize::try_from(start).unwrap_or(usize::MAX);
+        let local_flags = le16(data, at.saturating_add(6));
+        let local_name = match (le16(data, at.saturating_add(26)), data.get(at..at + 4)) {
+            (Some(n), Some(b"PK\x03\x04")) => data
+                .get(at + 30..at + 30 + n)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        if encrypted || local_flags.is_some_and(|f| f & 1 != 0) {
+            return Err(format!("encrypted zip member {name:?}"));
+        }
+        for n in [Some(&name), local_name.as_ref()].into_iter().flatten() {
+            forbidden_member(n)?;
+        }
+        let mut f = zip
+            .by_index(i)
+            .map_err(|e| format!("zip member {name:?}: {e}"))?;
+        if f.is_dir() {
+            continue;
+        }
+        let content = inflate(&mut f, budget)?;
+        drop(f);
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".rels") {
+            let text = String::from_utf8_lossy(&content).to_ascii_lowercase();
+            let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if squeezed.contains("targetmode=\"external\"")
+                || squeezed.contains("targetmode='external'")
+            {
+                return Err(format!("external relationship in {name:?}"));
+            }
+        }
+        if lower.ends_with(".xml") || lower.ends_with(".rels") {
+            dde_check(&content, &name)?;
+        }
+        check_content(&content, depth + 1, package, budget).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Member names that carry macros or embedded objects.
+fn forbidden_member(name: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase().replace('\\', "/");
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    let bad = ["vbaproject", "vbadata", "activex", "oleobject"]
+        .iter()
+        .any(|p| base.starts_with(p))
+        || lower.contains("embeddings/")
+        || lower
+            .split('/')
+            .any(|c| c == "activex" || c == "embeddings");
+    if bad {
+        Err(format!("zip member {name:?} (macro or embedded object)"))
+    } else {
+        Ok(())
+    }
+}
+
+/// DDE field instructions (`DDE`, `DDEAUTO` in Word fields) and `ddeService` links (Excel).
+fn dde_check(xml: &[u8], name: &str) -> Result<(), String> {
+    let text = String::from_utf8_lossy(xml);
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("ddeservice") {
+        return Err(format!("DDE link in {name:?}"));
+    }
+    // Field instructions: the text of <w:instrText> elements (joined, a field may be split
+    // over several runs) and the instr attribute of <w:fldSimple>.
+    let mut instr = String::new();
+    let mut rest = lower.as_str();
+    while let Some(i) = rest.find(":instrtext") {
+        rest = &rest[i..];
+        let Some(gt) = rest.find('>') else { break };
+        let body = &rest[gt + 1..];
+        let end = body.find('<').unwrap_or(body.len());
+        instr.push_str(&body[..end]);
+        instr.push(' ');
+        rest = &body[end..];
+    }
+    let mut rest = lower.as_str();
+    while let Some(i) = rest.find("instr=") {
+        let v = &rest[i + 6..];
+        let q = v.chars().next().unwrap_or('"');
+        let v = &v[q.len_utf8().min(v.len())..];
+        let end = v.find(q).unwrap_or(v.len());
+        instr.push_str(&v[..end]);
+        instr.push(' ');
+        rest = &v[end..];
+    }
+    let words = instr.split(|c: char| !c.is_ascii_alphanumeric());
+    for w in words {
+        if w == "dde" || w == "ddeauto" {
+            return Err(format!("DDE field instruction in {name:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn check_tar(data: &[u8], depth: usize, budget: &mut Budget) -> Result<(), String> {
+    let mut at = 0usize;
+    let mut n = 0usize;
+    while let Some(h) = data.get(at..at + 512) {
+        if h.iter().all(|&b| b == 0) {
+            break;
+        }
+        n += 1;
+        if n > CONTENT_ENTRIES {
+            return Err("tar has too many members to check".into());
+        }
+        let size_field = String::from_utf8_lossy(&h[124..136]);
+        let size = u64::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+            .map_err(|_| "tar header with an unreadable size".to_string())?;
+        let size = usize::try_from(size).map_err(|_| "tar member too large".to_string())?;
+        let start = at + 512;
+        let body = data
+            .get(start..start.saturating_add(size))
+            .ok_or_else(|| "tar member cut short".to_string())?;
+        let name = String::from_utf8_lossy(h.get(..100).unwrap_or(&[]))
+            .trim_end_matches('\0')
+            .to_string();
+        forbidden_member(&name)?;
+        if matches!(h[156], 0 | b'0') {
+            check_content(body, depth + 1, false, budget).map_err(|e| format!("{name}: {e}"))?;
+        }
+        at = start.saturating_add(size.div_ceil(512) * 512);
+    }
+    Ok(())
+}
+
+fn check_pdf(data: &[u8], budget: &mut Budget) -> Result<(), String> {
+    pdf_names(data)?;
+    // Every stream, inflated when it inflates (object streams hide dictionaries there).
+    let mut pos = 0;
+    let finder = memchr::memmem::Finder::new(b"stream");
+    while let Some(i) = finder.find(&data[pos..]) {
+        let s = pos + i;
+        pos = s + 6;
+        if s >= 3 && &data[s - 3..s] == b"end" {
+            continue;
+        }
+        let mut body = s + 6;
+        if data.get(body) == Some(&b'\r') {
+            body += 1;
+        }
+        if data.get(body) == Some(&b'\n') {
+            body += 1;
+        }
+        let Some(end) = memchr::memmem::find(&data[body..], b"endstream") else {
+            break;
+        };
+        let raw = &data[body..body + end];
+        pos = body + end + 9;
+        if raw.len() < 2 {
+            continue;
+        }
+        let mut z = flate2::read::ZlibDecoder::new(raw);
+        let mut out = Vec::new();
+        let limit = budget.0.saturating_add(1);
+        // A stream that does not inflate (an image, another filter) was scanned raw above;
+        // what inflates is scanned in full.
+        let _ = (&mut z).take(limit).read_to_end(&mut out);
+        budget.take(out.len() as u64)?;
+        if !out.is_empty() {
+            pdf_names(&out)?;
+        }
+    }
+    Ok(())
+}
+
+/// PDF name tokens (`/Name`, `#xx` escapes decoded) that mean active content.
+fn pdf_names(data: &[u8]) -> Result<(), String> {
+    let delim = |b: u8| b.is_ascii_whitespace() || b"()<>[]{}/%".contains(&b) || b == 0;
+    let mut i = 0;
+    let mut name = Vec::with_capacity(32);
+    while let Some(off) = memchr::memchr(b'/', &data[i..]) {
+        let mut j = i + off + 1;
+        name.clear();
+        while let Some(&b) = data.get(j) {
+            if delim(b) {
+                break;
+            }
+            if b == b'#' {
+                let hex = data
+                    .get(j + 1..j + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hex {
+                    name.push(v);
+                    j += 3;
+                    continue;
+                }
+            }
+            name.push(b);
+            j += 1;
+            if name.len() > 64 {
+                break;
+            }
+        }
+        if PDF_NAMES.contains(&name.as_slice()) {
+            return Err(format!("PDF name /{}", String::from_utf8_lossy(&name)));
+        }
+        i = j.max(i + off + 1);
+    }
+    Ok(())
+}
+
+fn check_png(data: &[u8]) -> Result<(), String> {
+    let mut at = 8usize;
+    loop {
+        let head = data
+            .get(at..at + 8)
+            .ok_or_else(|| "PNG ends without IEND".to_string())?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = &head[4..8];
+        if !PNG_CHUNKS.iter().any(|k| &k[..] == kind) {
+            return Err(format!(
+                "PNG chunk {} (metadata)",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        at = at.saturating_add(12).saturating_add(len);
+        if kind == b"IEND" {
+            return if at < data.len() {
+                Err(format!("{} octets after the PNG end", data.len() - at))
+            } else {
+                Ok(())
+            };
+        }
+    }
+}
+
+fn check_jpeg(data: &[u8]) -> Result<(), String> {
+    let mut at = 2usize;
+    loop {
+        // Markers may be preceded by fill octets 0xFF.
+        while data.get(at) == Some(&0xFF) && data.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let m = match data.get(at..at + 2) {
+            Some([0xFF, m]) => *m,
+            _ => return Err("JPEG structure damaged".into()),
+        };
+        at += 2;
+        match m {
+            0xD9 => {
+                return if at < data.len() {
+                    Err(format!("{} octets after the JPEG end", data.len() - at))
+                } else {
+                    Ok(())
+                };
+            }
+            0xD0..=0xD7 | 0x01 => continue,
+            _ => {}
+        }
+        let len = le16_be(data, at).ok_or_else(|| "JPEG segment cut short".to_string())?;
+        if m == 0xE1 {
+            return Err("JPEG APP1 segment (EXIF/XMP metadata)".into());
+        }
+        if m == 0xED || m == 0xFE {
+            return Err("JPEG metadata segment (IPTC or comment)".into());
+        }
+        at = at.saturating_add(len);
+        if m == 0xDA {
+            // Entropy-coded data up to the next marker that is not a stuffed 0xFF or RSTn.
+            loop {
+                let Some(off) = data.get(at..).and_then(|d| memchr::memchr(0xFF, d)) else {
+                    return Err("JPEG ends inside the image data".into());
+                };
+                at += off;
+                match data.get(at + 1) {
+                    Some(0x00 | 0xD0..=0xD7 | 0xFF) => at += 1,
+                    Some(_) => break,
+                    None => return Err("JPEG ends inside the image data".into()),
+                }
+            }
+        }
+    }
+}
+
+fn le16_be(d: &[u8], at: usize) -> Option<usize> {
+    d.get(at..at + 2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .filter(|&n| n >= 2)
 }
 
 #[cfg(test)]

@@ -313,6 +313,18 @@ fn translate_piece(p: &str) -> String {
             return format!("{key} の {action} 処理は未対応のため削除");
         }
     }
+    if let Some(name) = p.strip_prefix("delivered as ") {
+        return format!("{name} として送付");
+    }
+    if let Some(name) = p.strip_prefix("extracted from ") {
+        return format!("{name} から取り出した");
+    }
+    if let Some(rest) = p.strip_prefix("larger than max_attachment_size ") {
+        return format!("添付ファイルのサイズ上限を超える {rest}");
+    }
+    if p.starts_with("the attachments kept from this message would exceed") {
+        return "このメールから残す添付ファイルの合計サイズの上限を超える".into();
+    }
     if let Some(rest) = p.strip_prefix("declared ") {
         if let Some((declared, found)) = rest.split_once(" but content is ") {
             return format!("宣言された形式 ({declared}) と実際の内容 ({found}) が異なる");
@@ -337,6 +349,16 @@ fn translate_piece(p: &str) -> String {
         ("part limit reached", "部分の数の上限を超えた"),
         ("nesting too deep", "入れ子が深すぎる"),
         ("empty", "空"),
+        ("no active content found", "有害な要素は見つからなかった"),
+        (
+            "the original is held in the quarantine (ask the administrator)",
+            "元のファイルは隔離保管されている (必要な場合は管理者に問い合わせ)",
+        ),
+        ("sanitising deadline reached", "処理時間の上限に達した"),
+        (
+            "binary content inside a text part, not kept whole for disarm, removed",
+            "テキスト部分の中のバイナリデータのため削除",
+        ),
     ];
     for (en, ja) in fixed {
         if p == *en {

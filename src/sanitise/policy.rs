@@ -3,11 +3,12 @@
 //! This is the extension point for attachment disarm. [`plan_part`] looks at a part's headers
 //! and its position (body or not) when it starts and returns a [`PartPlan`]; for attachments
 //! the decision is completed by [`attachment_plan`] once the content has been sniffed (type by
-//! content, never by name or declared type), giving an [`AttachmentPlan`]. Today every
-//! attachment plan is [`AttachmentPlan::Remove`] with a reason naming the policy key of
-//! `[sanitize.attachments]` that applied ("pdf: disarm is not available yet, removed",
-//! "other = remove"); the CDR converters will add `Disarm`, `Reencode`, `Keep`... variants
-//! here and the sanitiser will call them, without touching how parts are classified.
+//! content, never by name or declared type), giving an [`AttachmentPlan`]: removed outright
+//! ([`AttachmentPlan::Remove`], with a reason naming the policy key of `[sanitize.attachments]`
+//! that applied, "pdf = remove", or the rule: executables, scripts and encrypted content are
+//! never delivered), or handed to attachment disarm ([`AttachmentPlan::Disarm`]: the sanitiser
+//! calls [`crate::cdr::disarm`], which picks the converter by content and may still refuse).
+//! Either way a declared type that disagrees with the content is reported.
 //!
 //! Body text: text/plain and text/html in body position (the top level, a multipart/mixed
 //! or alternative in body position, the root of multipart/related, the signed content of
@@ -61,6 +62,26 @@ pub enum PartPlan {
 pub enum AttachmentPlan {
     /// Remove it; `kind` is the action to report, `reason` names the policy.
     Remove { kind: ActionKind, reason: String },
+    /// Hand it to [`crate::cdr::disarm`]; `mismatch` is the declared-versus-found note
+    /// ("declared application/pdf but content is zip"), to add to whatever is reported.
+    Disarm { mismatch: Option<String> },
+}
+
+impl AttachmentPlan {
+    /// The plan as a removal: a `Disarm` plan for a part that cannot be disarmed (its bytes
+    /// were not kept) is removed with `why`.
+    pub fn into_removal(self, why: &str) -> (ActionKind, String) {
+        match self {
+            AttachmentPlan::Remove { kind, reason } => (kind, reason),
+            AttachmentPlan::Disarm { mismatch } => (
+                ActionKind::AttachmentRemoved,
+                match mismatch {
+                    Some(m) => format!("{why}; {m}"),
+                    None => why.to_string(),
+                },
+            ),
+        }
+    }
 }
 
 /// Decides a part from its headers. `body_position` says whether text here would be body
@@ -158,6 +179,24 @@ fn declared_category(declared: &str) -> Option<Category> {
     }
 }
 
+/// "declared X but content is Y" when the declared media type promises another category
+/// than the content found (a PDF that is a zip, an image that is an executable).
+pub fn mismatch(declared: &str, detected: Option<Detected>) -> Option<String> {
+    let expected = declared_category(declared);
+    let differs = match (expected, detected) {
+        (Some(Category::Archive), Some(d)) => {
+            !matches!(d.category, Category::Archive | Category::EncryptedArchive)
+        }
+        (Some(e), Some(d)) => e != d.category,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    differs.then(|| {
+        let found = detected.map_or("unrecognised", |d| d.name);
+        format!("declared {declared} but content is {found}")
+    })
+}
+
 /// Completes the decision for an attachment from its sniffed type.
 pub fn attachment_plan(
     cfg: &AttachmentPolicy,
@@ -165,6 +204,7 @@ pub fn attachment_plan(
     declared: &str,
 ) -> AttachmentPlan {
     let category = detected.map_or(Category::Other, |d| d.category);
+    let mismatch = mismatch(declared, detected);
     let mut reason = match policy_key(category) {
         None if category == Category::Encrypted => {
             return AttachmentPlan::Remove {
@@ -182,25 +222,20 @@ pub fn attachment_plan(
                 Category::EncryptedArchive => cfg.encrypted_archive,
                 _ => cfg.other,
             };
-            if action == AttachmentAction::Remove {
+            // `other` covers what no converter handles, except TNEF, which the disarm
+            // dispatch recognises by content and unpacks; the dispatch removes the rest
+            // with the same "other = remove" reason.
+            let dispatch_decides = matches!(category, Category::Other);
+            if action == AttachmentAction::Remove && !dispatch_decides {
                 format!("{key} = remove")
             } else {
-                format!("{key}: {} is not available yet, removed", action.as_str())
+                return AttachmentPlan::Disarm { mismatch };
             }
         }
     };
-    let expected = declared_category(declared);
-    let mismatch = match (expected, detected) {
-        (Some(Category::Archive), Some(d)) => {
-            !matches!(d.category, Category::Archive | Category::EncryptedArchive)
-        }
-        (Some(e), Some(d)) => e != d.category,
-        (Some(_), None) => true,
-        _ => false,
-    };
-    if mismatch {
-        let found = detected.map_or("unrecognised", |d| d.name);
-        reason.push_str(&format!("; declared {declared} but content is {found}"));
+    if let Some(m) = mismatch {
+        reason.push_str("; ");
+        reason.push_str(&m);
     }
     AttachmentPlan::Remove {
         kind: ActionKind::AttachmentRemoved,
@@ -301,41 +336,49 @@ mod tests {
     }
 
     fn reason(cfg: &AttachmentPolicy, data: &[u8], declared: &str) -> (ActionKind, String) {
-        let AttachmentPlan::Remove { kind, reason } = attachment_plan(cfg, sniff(data), declared);
-        (kind, reason)
+        match attachment_plan(cfg, sniff(data), declared) {
+            AttachmentPlan::Remove { kind, reason } => (kind, reason),
+            AttachmentPlan::Disarm { mismatch } => (
+                ActionKind::AttachmentDisarmed,
+                format!(
+                    "disarm{}",
+                    mismatch.map(|m| format!("; {m}")).unwrap_or_default()
+                ),
+            ),
+        }
     }
 
     #[test]
     fn reasons_name_the_policy_key() {
         let cfg = AttachmentPolicy::default();
-        assert_eq!(
-            reason(&cfg, b"%PDF-1.7", "application/pdf").1,
-            "pdf: disarm is not available yet, removed"
-        );
-        assert_eq!(
-            reason(&cfg, b"\x89PNG\r\n\x1a\n", "image/png").1,
-            "image: reencode is not available yet, removed"
-        );
+        assert_eq!(reason(&cfg, b"%PDF-1.7", "application/pdf").1, "disarm");
+        assert_eq!(reason(&cfg, b"\x89PNG\r\n\x1a\n", "image/png").1, "disarm");
         assert_eq!(
             reason(&cfg, b"PK\x03\x04\x14\x00\x00\x00", "application/zip").1,
-            "archive: inspect is not available yet, removed"
+            "disarm"
         );
+        // Encrypted archives go to the dispatch too (it answers Quarantine by policy).
         assert_eq!(
             reason(&cfg, b"PK\x03\x04\x14\x00\x01\x00", "application/zip").1,
-            "encrypted_archive: quarantine is not available yet, removed"
+            "disarm"
         );
-        assert_eq!(reason(&cfg, b"hello", "text/csv").1, "other = remove");
+        // Unrecognised content: the dispatch decides (TNEF) or removes as `other`.
+        assert_eq!(reason(&cfg, b"hello", "text/csv").1, "disarm");
         assert_eq!(
             reason(&cfg, b"MZ\x90\x00", "application/pdf").1,
             "executable or script: always removed; declared application/pdf but content is pe-executable"
         );
         assert_eq!(
             reason(&cfg, b"PK\x03\x04\x14\x00\x00\x00", "text/plain").1,
-            "archive: inspect is not available yet, removed"
+            "disarm"
         );
         assert_eq!(
             reason(&cfg, b"not a pdf", "application/pdf").1,
-            "other = remove; declared application/pdf but content is unrecognised"
+            "disarm; declared application/pdf but content is unrecognised"
+        );
+        assert_eq!(
+            reason(&cfg, b"%PDF-1.7", "image/jpeg").1,
+            "disarm; declared image/jpeg but content is pdf"
         );
         let (kind, _) = reason(
             &cfg,
@@ -350,6 +393,10 @@ mod tests {
         assert_eq!(
             reason(&strict, b"%PDF-1.7", "application/pdf").1,
             "pdf = remove"
+        );
+        assert_eq!(
+            reason(&strict, b"%PDF-1.7", "application/zip").1,
+            "pdf = remove; declared application/zip but content is pdf"
         );
     }
 }

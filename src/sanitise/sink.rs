@@ -27,8 +27,9 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::cdr::{self, filename, Disarmed, Verdict};
 use crate::config::{AttachmentPolicy, Language, LinkPolicy, SanitizeConfig};
 use crate::mime::charset::{self, DecodeInfo, TextDecoder};
 use crate::mime::header::{self, Address, Neutralised};
@@ -38,7 +39,9 @@ use super::html::{self, Method, Stripper};
 use super::policy::{self, AttachmentPlan, ContainerKind, PartPlan, TextKind};
 use super::sniff::{self, MagicScanner};
 use super::text::{Normaliser, TextStats};
-use super::{links, notice, Action, ActionKind, CleanModel, TextBuffer, TopHeaders};
+use super::{
+    links, notice, Action, ActionKind, CleanModel, KeptAttachment, TextBuffer, TopHeaders,
+};
 
 /// Octets of a text part looked at to decide whether it is text at all.
 const TEXT_SAMPLE: usize = 4096;
@@ -71,6 +74,12 @@ struct Settings {
     mem_limit: usize,
     temp_dir: Option<PathBuf>,
     attachments: AttachmentPolicy,
+    /// Bounds of attachment disarm (the deadline is set by [`Sanitiser::set_deadline`]).
+    limits: cdr::Limits,
+    /// Largest attachment buffered for disarm (`sanitize.max_attachment_size`).
+    max_attachment: usize,
+    /// Most octets of disarmed attachments kept from one message (2 × max_attachment).
+    kept_budget: u64,
 }
 
 impl Settings {
@@ -92,6 +101,10 @@ pub struct Sanitiser {
     stack: Vec<Frame>,
     root: Option<Produced>,
     error: Option<io::Error>,
+    /// Attachments that survived disarm, in message order.
+    kept: Vec<KeptAttachment>,
+    /// Their total size, against `Settings::kept_budget`.
+    kept_bytes: u64,
 }
 
 /// Text written by a part.
@@ -116,6 +129,10 @@ struct Frame {
     depth: usize,
     declared: String,
     name: Option<String>,
+    /// The file name as declared (decoded, not yet made safe), for a kept attachment.
+    filename: Option<String>,
+    /// The Content-ID, naming an inline image that has no file name.
+    content_id: Option<String>,
     /// A later alternative dropped unread because a plain text one was already found.
     discard: bool,
     /// The part's MIME framing is in doubt: its own header flags or an ancestor's intersect
@@ -165,24 +182,54 @@ struct BinaryCheck {
     binary: bool,
     scanner: MagicScanner,
     utf16: bool,
+    /// A part found binary by its sample (a JPEG declared as text/plain) is kept whole, up to
+    /// `keep_max` octets, so that it can go through attachment disarm like any attachment.
+    keep: Vec<u8>,
+    keep_max: usize,
+    /// Octets of the part lost for disarm (past `keep_max`, or before the binary content was
+    /// found by a signature scan).
+    keep_lost: bool,
 }
 
 impl BinaryCheck {
-    fn new(label: Option<&str>) -> BinaryCheck {
+    fn new(label: Option<&str>, keep_max: usize) -> BinaryCheck {
         BinaryCheck {
             utf16: label.is_some_and(|l| l.to_ascii_lowercase().starts_with("utf-16")),
+            keep_max,
             ..BinaryCheck::default()
         }
     }
 
     fn feed(&mut self, data: &[u8]) {
         self.scanner.feed(data);
+        let mut rest = data;
         if !self.decided {
             let take = data.len().min(TEXT_SAMPLE - self.sample.len());
             self.sample.extend_from_slice(&data[..take]);
+            rest = &data[take..];
             if self.sample.len() >= TEXT_SAMPLE {
                 self.decide();
             }
+            if !self.binary {
+                return;
+            }
+        } else if !self.binary {
+            // Found later by a signature: what streamed through as text is gone.
+            self.keep_lost = true;
+            return;
+        }
+        self.keep_more(rest);
+    }
+
+    fn keep_more(&mut self, data: &[u8]) {
+        if self.keep_lost || data.is_empty() {
+            return;
+        }
+        if self.keep.len().saturating_add(data.len()) > self.keep_max {
+            self.keep_lost = true;
+            self.keep = Vec::new();
+        } else {
+            self.keep.extend_from_slice(data);
         }
     }
 
@@ -190,7 +237,17 @@ impl BinaryCheck {
         if !self.decided {
             self.decided = true;
             self.binary = sniff::looks_binary(&self.sample, self.utf16);
+            if self.binary {
+                let sample = std::mem::take(&mut self.sample);
+                self.keep_more(&sample);
+                self.sample = sample;
+            }
         }
+    }
+
+    /// The whole part, when it was kept for disarm.
+    fn kept(&mut self) -> Option<Vec<u8>> {
+        (self.binary && !self.keep_lost).then(|| std::mem::take(&mut self.keep))
     }
 
     fn is_binary(&self) -> bool {
@@ -242,6 +299,9 @@ struct AttachLeaf {
     sample: Vec<u8>,
     /// Macro-enabled OOXML marks anywhere in the part (past the sample, too).
     macros: sniff::MacroScanner,
+    /// The decoded body for disarm, up to `sanitize.max_attachment_size`; dropped past it.
+    data: Vec<u8>,
+    too_large: bool,
 }
 
 impl Sanitiser {
@@ -257,13 +317,24 @@ impl Sanitiser {
                 mem_limit: cfg.memory_buffer.as_usize().max(1024),
                 temp_dir: temp_dir.or_else(|| cfg.temp_dir.clone()),
                 attachments: cfg.attachments.clone(),
+                limits: cdr::Limits::from_config(cfg),
+                max_attachment: cfg.max_attachment_size.as_usize(),
+                kept_budget: cfg.max_attachment_size.0.saturating_mul(2),
             },
             headers: TopHeaders::default(),
             header_actions: Vec::new(),
             stack: Vec::new(),
             root: None,
             error: None,
+            kept: Vec::new(),
+            kept_bytes: 0,
         }
+    }
+
+    /// When the whole message's sanitising must be over; attachment disarm stops there (the
+    /// attachment being converted is removed with that reason).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.set.limits.deadline = Some(deadline);
     }
 
     /// Ends the message and returns the model for rebuild.
@@ -304,7 +375,7 @@ impl Sanitiser {
         Ok(CleanModel {
             headers: self.headers,
             text: text.unwrap_or_else(|| self.set.buffer(0)),
-            attachments: Vec::new(),
+            attachments: std::mem::take(&mut self.kept),
             actions,
             parse: summary,
         })
@@ -621,20 +692,20 @@ impl Sanitiser {
         p
     }
 
-    /// Text that turned out to be binary: removed as an attachment.
-    fn binary_text(&self, frame: &Frame, check: &BinaryCheck, bytes: u64) -> Produced {
+    /// Text that turned out to be binary: an attachment after all. Kept whole (found binary
+    /// by its beginning), it goes through disarm; otherwise it is removed.
+    fn binary_text(&mut self, frame: &Frame, check: &mut BinaryCheck, bytes: u64) -> Produced {
         let detected = check.detected();
-        let AttachmentPlan::Remove { kind, reason } =
-            policy::attachment_plan(&self.set.attachments, detected, "application/octet-stream");
         let found = detected.map_or("binary", |d| d.name);
-        let mut a = self.action(
-            frame,
-            kind,
-            format!(
-                "{reason}; declared {} but content is {found}",
-                frame.declared
-            ),
-        );
+        let note = format!("declared {} but content is {found}", frame.declared);
+        let plan =
+            policy::attachment_plan(&self.set.attachments, detected, "application/octet-stream");
+        if let (AttachmentPlan::Disarm { .. }, Some(data)) = (&plan, check.kept()) {
+            return self.disarm_attachment(frame, data, detected, Some(note), bytes);
+        }
+        let (kind, reason) = plan
+            .into_removal("binary content inside a text part, not kept whole for disarm, removed");
+        let mut a = self.action(frame, kind, format!("{reason}; {note}"));
         a.detected_type = Some(found.to_string());
         a.bytes_before = bytes;
         Produced {
@@ -642,6 +713,186 @@ impl Sanitiser {
             text: None,
             actions: vec![a],
         }
+    }
+
+    /// The end of an attachment part: the policy, then disarm.
+    fn end_attachment(&mut self, frame: &Frame, a: AttachLeaf, end: &PartEnd) -> Produced {
+        let detected = sniff::sniff(&a.sample).map(|d| sniff::with_macros(d, a.macros.found()));
+        let plan = policy::attachment_plan(&self.set.attachments, detected, &frame.declared);
+        let removed = |this: &Self, kind, reason| {
+            let mut act = this.action(frame, kind, reason);
+            act.detected_type = detected.map(|d| d.name.to_string());
+            act.bytes_before = end.decoded_len;
+            Produced {
+                declared: frame.declared.clone(),
+                text: None,
+                actions: vec![act],
+            }
+        };
+        let mismatch = match plan {
+            AttachmentPlan::Remove { kind, reason } => return removed(self, kind, reason),
+            AttachmentPlan::Disarm { mismatch } => mismatch,
+        };
+        // Content no converter handles (`other`): only TNEF is read (by its signature); the
+        // rest is removed here, by the policy key, without buffering it for nothing.
+        let other = detected.is_none_or(|d| d.category == sniff::Category::Other);
+        if other
+            && self.set.attachments.other == crate::config::AttachmentAction::Remove
+            && !cdr::tnef::is_tnef(&a.sample)
+        {
+            let reason = match mismatch {
+                Some(m) => format!("other = remove; {m}"),
+                None => "other = remove".to_string(),
+            };
+            return removed(self, ActionKind::AttachmentRemoved, reason);
+        }
+        if a.too_large {
+            let mut reason = format!(
+                "larger than max_attachment_size ({} > {} octets)",
+                end.decoded_len, self.set.max_attachment
+            );
+            if let Some(m) = mismatch {
+                reason = format!("{reason}; {m}");
+            }
+            return removed(self, ActionKind::AttachmentRemoved, reason);
+        }
+        self.disarm_attachment(frame, a.data, detected, mismatch, end.decoded_len)
+    }
+
+    /// Runs [`cdr::disarm`] on a whole attachment and keeps what it returns (within the
+    /// message's budget of kept octets), with one action per delivered or removed file.
+    fn disarm_attachment(
+        &mut self,
+        frame: &Frame,
+        data: Vec<u8>,
+        detected: Option<sniff::Detected>,
+        note: Option<String>,
+        bytes_before: u64,
+    ) -> Produced {
+        let detected_name = detected.map(|d| d.name.to_string());
+        let ext = detected.and_then(|d| filename::extension_for(d.name));
+        let given = frame.filename.clone().or_else(|| {
+            // An inline image without a name: its Content-ID's local part.
+            frame
+                .content_id
+                .as_deref()
+                .and_then(|id| id.split('@').next())
+                .map(str::to_string)
+        });
+        let fname = filename::sanitize_report(given.as_deref().unwrap_or(""), ext);
+        let policy = cdr::Policy {
+            attachments: &self.set.attachments,
+            links: self.set.links,
+            limits: self.set.limits,
+            depth: 0,
+        };
+        let verdict = cdr::disarm(&data, &fname.name, detected.map(|d| d.name), &policy);
+        drop(data);
+        let mut p = Produced {
+            declared: frame.declared.clone(),
+            text: None,
+            actions: Vec::new(),
+        };
+        let with_note = |reason: String| match &note {
+            Some(n) => format!("{reason}; {n}"),
+            None => reason,
+        };
+        let removed = |this: &Self, reason: String| {
+            let mut act = this.action(frame, ActionKind::AttachmentRemoved, reason);
+            act.detected_type = detected_name.clone();
+            act.bytes_before = bytes_before;
+            act
+        };
+        match verdict {
+            Verdict::Remove { reason } => p.actions.push(removed(self, with_note(reason))),
+            Verdict::Quarantine { reason } => p.actions.push(removed(
+                self,
+                with_note(format!(
+                    "{reason}; the original is held in the quarantine (ask the administrator)"
+                )),
+            )),
+            Verdict::Keep(mut d) => {
+                let extra = std::mem::take(&mut d.extra);
+                // A container whose own text is empty (a TNEF with attachments only) is
+                // delivered as its members alone.
+                let main_empty = d.data.is_empty() && !extra.is_empty();
+                if !main_empty {
+                    let mut notes = fname.changes.clone();
+                    notes.extend(note.clone());
+                    let mut act = self.keep(frame, &fname.name, d, notes, bytes_before);
+                    act.detected_type = detected_name.clone();
+                    p.actions.push(act);
+                }
+                let container = frame.name.clone().unwrap_or_else(|| fname.name.clone());
+                for (name, e) in extra {
+                    let ext = sniff::sniff(&e.data).and_then(|x| filename::extension_for(x.name));
+                    let member = filename::sanitize_report(&name, ext);
+                    let mut notes = vec![format!("extracted from {container}")];
+                    notes.extend(member.changes.iter().cloned());
+                    let size = e.data.len() as u64;
+                    let found = sniff::sniff(&e.data).map(|x| x.name.to_string());
+                    let mut act = self.keep(frame, &member.name, e, notes, size);
+                    act.name = Some(notice::safe_name(&name));
+                    act.detected_type = found;
+                    p.actions.push(act);
+                }
+            }
+        }
+        p
+    }
+
+    /// Keeps one disarmed file as `name` (with the converter's extension), or removes it when
+    /// the message's budget of kept octets is spent. `notes` follow the converter's changes
+    /// in the reason.
+    fn keep(
+        &mut self,
+        frame: &Frame,
+        name: &str,
+        d: Disarmed,
+        notes: Vec<String>,
+        bytes_before: u64,
+    ) -> Action {
+        let size = d.data.len() as u64;
+        if self.kept_bytes.saturating_add(size) > self.set.kept_budget {
+            let mut act = self.action(
+                frame,
+                ActionKind::AttachmentRemoved,
+                format!(
+                    "the attachments kept from this message would exceed {} octets (twice max_attachment_size)",
+                    self.set.kept_budget
+                ),
+            );
+            act.bytes_before = bytes_before;
+            return act;
+        }
+        let filename = match d.extension.as_deref() {
+            Some(e) => filename::with_extension(name, e),
+            None => name.to_string(),
+        };
+        let mut changes = d.changes;
+        changes.extend(notes);
+        let shown = frame.name.as_deref().unwrap_or("");
+        if notice::safe_name(&filename) != shown {
+            changes.push(format!("delivered as {}", notice::safe_name(&filename)));
+        }
+        let (kind, reason) = if changes.is_empty() {
+            (
+                ActionKind::AttachmentKept,
+                "no active content found".to_string(),
+            )
+        } else {
+            (ActionKind::AttachmentDisarmed, changes.join("; "))
+        };
+        let mut act = self.action(frame, kind, reason);
+        act.bytes_before = bytes_before;
+        act.bytes_after = size;
+        self.kept_bytes += size;
+        self.kept.push(KeptAttachment {
+            filename,
+            content_type: d.content_type,
+            data: d.data,
+        });
+        act
     }
 
     /// The actions for a normalised text.
@@ -741,7 +992,7 @@ impl Sanitiser {
         } = leaf;
         check.decide();
         if check.is_binary() {
-            return self.binary_text(frame, &check, end.decoded_len);
+            return self.binary_text(frame, &mut check, end.decoded_len);
         }
         let info = decoder.finish(&mut piece);
         let r = norm
@@ -751,7 +1002,7 @@ impl Sanitiser {
             return empty(frame);
         };
         if garbage(&stats) {
-            return self.binary_text(frame, &check, end.decoded_len);
+            return self.binary_text(frame, &mut check, end.decoded_len);
         }
         let actions = self.text_actions(frame, &stats, Some(info), label.as_deref(), 0);
         Produced {
@@ -774,7 +1025,7 @@ impl Sanitiser {
         } = leaf;
         check.decide();
         if check.is_binary() {
-            return self.binary_text(frame, &check, end.decoded_len);
+            return self.binary_text(frame, &mut check, end.decoded_len);
         }
         let (stats, buf, info, links_html, how) = match stream {
             Some(mut s) => {
@@ -820,7 +1071,7 @@ impl Sanitiser {
             }
         };
         if garbage(&stats) {
-            return self.binary_text(frame, &check, end.decoded_len);
+            return self.binary_text(frame, &mut check, end.decoded_len);
         }
         let mut a = self.action(frame, ActionKind::HtmlConverted, how);
         a.bytes_before = end.decoded_len;
@@ -1012,6 +1263,8 @@ impl Sink for Sanitiser {
             depth: part.depth,
             declared: part.content_type.mime_type.clone(),
             name: part.filename.as_deref().map(notice::safe_name),
+            filename: part.filename.clone(),
+            content_id: part.content_id.clone(),
             discard: mode == Mode::Discard,
             suspicious,
             kind: Kind::Skip(None),
@@ -1048,7 +1301,7 @@ impl Sink for Sanitiser {
                 Kind::Container(Box::new(self.new_container(kind, part, false, body)))
             }
             PartPlan::BodyText(TextKind::Plain) => Kind::Text(Box::new(TextLeaf {
-                check: BinaryCheck::new(label.as_deref()),
+                check: BinaryCheck::new(label.as_deref(), self.set.max_attachment),
                 decoder: TextDecoder::new(label.as_deref()),
                 norm: self.normaliser(suspicious),
                 buf: self.set.buffer(part.depth),
@@ -1056,7 +1309,7 @@ impl Sink for Sanitiser {
                 label,
             })),
             PartPlan::BodyText(TextKind::Html) => Kind::Html(Box::new(HtmlLeaf {
-                check: BinaryCheck::new(label.as_deref()),
+                check: BinaryCheck::new(label.as_deref(), self.set.max_attachment),
                 raw: Vec::new(),
                 label,
                 stream: None,
@@ -1145,6 +1398,14 @@ impl Sink for Sanitiser {
                 if a.sample.starts_with(b"PK") {
                     a.macros.feed(data);
                 }
+                if !a.too_large {
+                    if a.data.len().saturating_add(data.len()) > set.max_attachment {
+                        a.too_large = true;
+                        a.data = Vec::new();
+                    } else {
+                        a.data.extend_from_slice(data);
+                    }
+                }
                 Ok(())
             }
             Kind::Container(_) | Kind::Skip(_) => Ok(()),
@@ -1176,20 +1437,7 @@ impl Sink for Sanitiser {
             Kind::Container(c) => self.end_container(&frame, *c, end),
             Kind::Text(t) => self.end_text(&frame, *t, end),
             Kind::Html(h) => self.end_html(&frame, *h, end),
-            Kind::Attachment(a) => {
-                let detected =
-                    sniff::sniff(&a.sample).map(|d| sniff::with_macros(d, a.macros.found()));
-                let AttachmentPlan::Remove { kind, reason } =
-                    policy::attachment_plan(&self.set.attachments, detected, &frame.declared);
-                let mut act = self.action(&frame, kind, reason);
-                act.detected_type = detected.map(|d| d.name.to_string());
-                act.bytes_before = end.decoded_len;
-                Produced {
-                    declared: frame.declared.clone(),
-                    text: None,
-                    actions: vec![act],
-                }
-            }
+            Kind::Attachment(a) => self.end_attachment(&frame, a, end),
             Kind::Skip(action) => {
                 let mut p = empty(&frame);
                 if let Some(mut a) = action {
@@ -1323,11 +1571,14 @@ mod tests {
         assert_eq!(removed.len(), 2, "{:#?}", m.actions);
         assert_eq!(removed[0].name.as_deref(), Some("見積.pdf"));
         assert_eq!(removed[0].detected_type.as_deref(), Some("pdf"));
-        assert_eq!(
-            removed[0].reason,
-            "pdf: disarm is not available yet, removed"
+        // A PDF that does not load is removed by the converter, with its reason.
+        assert!(
+            removed[0].reason.starts_with("pdf"),
+            "{}",
+            removed[0].reason
         );
         assert_eq!(removed[0].bytes_before, 17);
+        assert!(m.attachments.is_empty());
         assert_eq!(removed[1].detected_type.as_deref(), Some("pe-executable"));
         assert_eq!(
             removed[1].reason,
@@ -1361,9 +1612,14 @@ mod tests {
         assert_eq!(t, "hello\n");
         let a = action(&m, ActionKind::AttachmentRemoved);
         assert_eq!(a.detected_type.as_deref(), Some("zip"));
-        assert_eq!(
-            a.reason,
-            "archive: inspect is not available yet, removed; declared text/plain but content is zip"
+        // Kept whole (binary from its first octets), it went through disarm: a zip without
+        // its central directory is not readable, so it is removed.
+        assert!(
+            a.reason.starts_with("zip: ")
+                && a.reason
+                    .ends_with("; declared text/plain but content is zip"),
+            "{}",
+            a.reason
         );
         // A zip appended after real text is found too.
         let mut body = b"Dear customer, the document follows.\n".repeat(300);
@@ -1428,17 +1684,104 @@ mod tests {
         assert_eq!(m.headers.from[0].addr, "outer@example.jp");
     }
 
+    /// A real 4x3 PNG with a tEXt chunk (metadata the re-encoding must drop).
+    fn png_with_text() -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(4, 3, |x, y| image::Rgb([x as u8 * 60, y as u8 * 80, 9]));
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        // tEXt inserted after IHDR (8 + 25 octets).
+        let mut chunk = Vec::new();
+        let body = b"Comment\0secret";
+        chunk.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        chunk.extend_from_slice(b"tEXt");
+        chunk.extend_from_slice(body);
+        chunk.extend_from_slice(&[0, 0, 0, 0]);
+        let mut out = png[..33].to_vec();
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&png[33..]);
+        out
+    }
+
     #[test]
-    fn related_html_is_the_body_and_images_are_removed() {
+    fn related_html_is_the_body_and_images_are_reencoded() {
         let msg = format!(
-            "Content-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/html\n\n<p>news <img src=\"cid:logo\" alt=\"ロゴ\"></p>\n--r\nContent-Type: image/png\nContent-ID: <logo>\nContent-Transfer-Encoding: base64\n\n{}--r--\n",
-            b64(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+            "Content-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/html\n\n<p>news <img src=\"cid:logo@x\" alt=\"ロゴ\"></p>\n--r\nContent-Type: image/png\nContent-ID: <logo@x>\nContent-Transfer-Encoding: base64\n\n{}--r--\n",
+            b64(&png_with_text())
         );
         let (m, t) = run(&msg);
         assert_eq!(t, "news ロゴ\n");
-        let a = action(&m, ActionKind::AttachmentRemoved);
+        let a = action(&m, ActionKind::AttachmentDisarmed);
         assert_eq!(a.detected_type.as_deref(), Some("png"));
-        assert_eq!(a.reason, "image: reencode is not available yet, removed");
+        assert!(a.reason.contains("re-encoded"), "{}", a.reason);
+        assert_eq!(m.attachments.len(), 1);
+        let k = &m.attachments[0];
+        assert_eq!(k.filename, "logo.png");
+        assert_eq!(k.content_type, "image/png");
+        assert!(k.data.starts_with(b"\x89PNG"));
+        assert!(memchr::memmem::find(&k.data, b"secret").is_none());
+        assert!(crate::verify::check_attachment(&k.data).is_ok());
+        assert!(crate::verify::check_attachment(&png_with_text()).is_err());
+        assert_eq!(a.bytes_after, k.data.len() as u64);
+    }
+
+    #[test]
+    fn attachment_limits_and_budget() {
+        let png = png_with_text();
+        let part = |name: &str| {
+            format!(
+                "--b\nContent-Type: image/png\nContent-Disposition: attachment; filename={name}\nContent-Transfer-Encoding: base64\n\n{}",
+                b64(&png)
+            )
+        };
+        let msg = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nbody\n{}{}{}--b--\n",
+            part("a.png"),
+            part("b.png"),
+            part("c.png")
+        );
+        // Too large to buffer: removed with the reason, nothing kept.
+        let cfg = SanitizeConfig {
+            max_attachment_size: crate::config::ByteSize(png.len() as u64 - 1),
+            ..SanitizeConfig::default()
+        };
+        let (m, _) = run_cfg(msg.as_bytes(), &cfg);
+        assert!(m.attachments.is_empty());
+        assert_eq!(
+            kinds(&m),
+            vec![ActionKind::AttachmentRemoved; 3],
+            "{:?}",
+            m.actions
+        );
+        assert!(m.actions[0]
+            .reason
+            .starts_with("larger than max_attachment_size"));
+        // Room for two re-encoded images in twice the limit, not three.
+        let (m0, _) = run(&msg);
+        let one = m0.attachments[0].data.len() as u64;
+        assert!(one <= png.len() as u64, "{one}");
+        let cfg = SanitizeConfig {
+            max_attachment_size: crate::config::ByteSize(png.len() as u64),
+            ..SanitizeConfig::default()
+        };
+        let (m, _) = run_cfg(msg.as_bytes(), &cfg);
+        let n = (2 * png.len() as u64 / one).min(3) as usize;
+        assert_eq!(m.attachments.len(), n, "{:?}", m.actions);
+        if n < 3 {
+            assert!(m.actions[n]
+                .reason
+                .starts_with("the attachments kept from this message would exceed"));
+        }
+        // A deadline already passed: the converter is not run.
+        let mut s = Sanitiser::new(&SanitizeConfig::default(), None);
+        s.set_deadline(Instant::now());
+        let mut p = Parser::new(Limits::default());
+        p.feed(msg.as_bytes(), &mut s);
+        let summary = p.finish(&mut s);
+        let m = s.finish(summary).unwrap();
+        assert!(m.attachments.is_empty());
+        assert_eq!(m.actions[0].reason, "sanitising deadline reached");
     }
 
     #[test]
