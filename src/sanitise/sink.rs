@@ -819,7 +819,8 @@ impl Sanitiser {
                 if !main_empty {
                     let mut notes = fname.changes.clone();
                     notes.extend(note.clone());
-                    let mut act = self.keep(frame, &fname.name, d, notes, bytes_before);
+                    let shown = frame.filename.clone().unwrap_or_default();
+                    let mut act = self.keep(frame, &shown, &fname.name, d, notes, bytes_before);
                     act.detected_type = detected_name.clone();
                     p.actions.push(act);
                 }
@@ -831,7 +832,7 @@ impl Sanitiser {
                     notes.extend(member.changes.iter().cloned());
                     let size = e.data.len() as u64;
                     let found = sniff::sniff(&e.data).map(|x| x.name.to_string());
-                    let mut act = self.keep(frame, &member.name, e, notes, size);
+                    let mut act = self.keep(frame, &name, &member.name, e, notes, size);
                     act.name = Some(notice::safe_name(&name));
                     act.detected_type = found;
                     p.actions.push(act);
@@ -842,11 +843,13 @@ impl Sanitiser {
     }
 
     /// Keeps one disarmed file as `name` (with the converter's extension), or removes it when
-    /// the message's budget of kept octets is spent. `notes` follow the converter's changes
-    /// in the reason.
+    /// the message's budget of kept octets is spent. `shown` is the name the action shows
+    /// (a new name is reported when it differs); `notes` follow the converter's changes in the
+    /// reason.
     fn keep(
         &mut self,
         frame: &Frame,
+        shown: &str,
         name: &str,
         d: Disarmed,
         notes: Vec<String>,
@@ -869,12 +872,13 @@ impl Sanitiser {
             Some(e) => filename::with_extension(name, e),
             None => name.to_string(),
         };
-        let mut changes = d.changes;
-        changes.extend(notes);
-        let shown = frame.name.as_deref().unwrap_or("");
-        if notice::safe_name(&filename) != shown {
+        // The new name first: the reason is cut for the notice when the changes are many.
+        let mut changes = Vec::new();
+        if notice::safe_name(&filename) != notice::safe_name(shown) {
             changes.push(format!("delivered as {}", notice::safe_name(&filename)));
         }
+        changes.extend(d.changes);
+        changes.extend(notes);
         let (kind, reason) = if changes.is_empty() {
             (
                 ActionKind::AttachmentKept,

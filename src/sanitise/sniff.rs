@@ -68,6 +68,15 @@ pub fn sniff(data: &[u8]) -> Option<Detected> {
     ) {
         return d("onenote", Office);
     }
+    if at(0, b"\x78\x9F\x3E\x22") && data.len() >= 6 {
+        // TNEF (winmail.dat): Outlook's container of attachments. `Other` to policy: the
+        // CDR dispatch recognises it by name and has its own TNEF reader. Before the PDF
+        // search: a TNEF or tar holding a PDF member has `%PDF-` in its first KiB.
+        return d("tnef", Other);
+    }
+    if at(257, b"ustar") {
+        return d("tar", Archive);
+    }
     // Adobe readers accept junk before the header within the first KiB.
     if memmem::find(&data[..data.len().min(1024)], b"%PDF-").is_some() {
         return d("pdf", Pdf);
@@ -157,16 +166,8 @@ pub fn sniff(data: &[u8]) -> Option<Detected> {
     if at(0, b"MSCF") {
         return d("cab", Archive);
     }
-    if at(0, b"\x78\x9F\x3E\x22") && data.len() >= 6 {
-        // TNEF (winmail.dat): Outlook's container of attachments. `Other` to policy: the
-        // CDR dispatch recognises it by name and has its own TNEF reader.
-        return d("tnef", Other);
-    }
     if at(2, b"-lh") && data.get(6) == Some(&b'-') || at(2, b"-lz") && data.get(6) == Some(&b'-') {
         return d("lzh", Archive);
-    }
-    if at(257, b"ustar") {
-        return d("tar", Archive);
     }
     if at(0x8001, b"CD001") || at(0x8801, b"CD001") || at(0x9001, b"CD001") {
         return d("iso", Archive);
@@ -554,6 +555,14 @@ mod tests {
         let d = sniff(b"\x78\x9F\x3E\x22\x01\x00\x01\x06\x90\x08\x00").unwrap();
         assert_eq!(d.name, "tnef");
         assert_eq!(name(b"\x78\x9F\x3E"), None);
+        // A PDF member near the start does not make the container a PDF.
+        let mut t = b"\x78\x9F\x3E\x22\x01\x00\x01\x06\x90\x08\x00".to_vec();
+        t.extend_from_slice(b"%PDF-1.7\n1 0 obj");
+        assert_eq!(name(&t), Some("tnef"));
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        tar.extend_from_slice(b"%PDF-1.7\n");
+        assert_eq!(name(&tar), Some("tar"));
     }
 
     #[test]
