@@ -577,7 +577,9 @@ fn zip(data: &[u8], policy: &Policy) -> Verdict {
                 reason: "zip: sanitising deadline reached".into(),
             };
         }
-        let mut opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+        let mut opts = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(1));
         if let Some(t) = e.modified {
             opts = opts.last_modified_time(t);
         }

@@ -789,7 +789,7 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
                     }
                 }
             }
-            Kind::Text | Kind::CData => {
+            Kind::Text | Kind::CData if instr_open || judged.is_some() => {
                 let text = if tok.kind == Kind::CData {
                     String::from_utf8_lossy(&bytes[9..bytes.len() - 3]).into_owned()
                 } else {
@@ -808,7 +808,7 @@ fn plan_part(src: &[u8], rules: &PartRules) -> Result<Edits, String> {
                     }
                 }
             }
-            Kind::Other => {}
+            Kind::Text | Kind::CData | Kind::Other => {}
         }
     }
     // Fields never closed: judge them as they are.
@@ -1429,7 +1429,11 @@ fn rebuild(
 
     // Write the new package: content types first, then the kept parts in their order.
     let mut out = ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    // Fast deflate: the rebuilt package is mailed (base64) and opened once; CPU matters more
+    // than the last percent of size.
+    let opts = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(1));
     let new_ct = rewrite_content_types(&ct_src, &kept, &rels_src, &main, kind.main)
         .map_err(|e| OfficeError::Xml("[Content_Types].xml".into(), e))?;
     put(&mut out, "[Content_Types].xml", &new_ct, opts)?;
