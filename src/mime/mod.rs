@@ -144,6 +144,12 @@ flags! {
     BOUNDARY_LIKE_LINE = 25, "boundary-like-line";
     /// part: broken Content-Type or Content-Disposition parameters (repaired or ignored).
     BAD_PARAMETER = 26, "bad-parameter";
+    /// end (of the container whose preamble or epilogue it is; the message summary for the
+    /// top-level epilogue): text outside every part was dropped although it looked like
+    /// content: MIME structure (a `--x` or `Content-...:` line) in a preamble or epilogue,
+    /// any text in an epilogue or more than 1 KiB in a preamble, or any text in a multipart
+    /// whose boundary never appears (its whole body).
+    CONTENT_OUTSIDE_PARTS = 27, "content-outside-parts";
 }
 
 impl Flags {

@@ -29,7 +29,9 @@
 //! A boundary in the middle of a body line is not a delimiter, but is flagged (some readers
 //! cut there). Every boundary a multipart declares (duplicated parameters, several
 //! Content-Type fields; with and without trailing whitespace) delimits it. Preamble and
-//! epilogue are dropped. message/rfc822 and message/global are parsed recursively: their
+//! epilogue are dropped, flagged [`Flags::CONTENT_OUTSIDE_PARTS`] when what is dropped looks
+//! like content rather than a note (a whole MIME tree hidden after the close delimiter, a
+//! multipart whose boundary never appears), so that the recipient can be told. message/rfc822 and message/global are parsed recursively: their
 //! header block starts a child part; when they carry a base64 or quoted-printable encoding
 //! (not allowed, but written), their decoded body is fed to a nested parser, so the hidden
 //! message is still parsed and checked. multipart/digest children default to
@@ -207,7 +209,25 @@ pub struct Parser {
     parts_budget: usize,
     /// Decoded body octets not yet given to the sink.
     out: Vec<u8>,
+    /// The text skipped in the current preamble or epilogue (see [`SkipText`]).
+    skipped: SkipText,
 }
+
+/// What a preamble or epilogue being skipped holds, to tell a note ("This is a multi-part
+/// message in MIME format.") from dropped content ([`Flags::CONTENT_OUTSIDE_PARTS`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct SkipText {
+    /// A preamble or epilogue is being skipped (not content past a limit, flagged already).
+    active: bool,
+    epilogue: bool,
+    /// Octets of its lines that are not white space.
+    nonblank: u64,
+    /// A line starting like a delimiter or a MIME field.
+    structure: bool,
+}
+
+/// More than this much text in a preamble is content, not a note.
+const PREAMBLE_NOTE: u64 = 1024;
 
 impl Parser {
     pub fn new(limits: Limits) -> Parser {
@@ -236,6 +256,7 @@ impl Parser {
             eol_kinds: 0,
             offset: 0,
             mode: Mode::Headers(Box::new(block)),
+            skipped: SkipText::default(),
             stack: Vec::new(),
             next_index: base_index + 1,
             base_index,
@@ -372,6 +393,8 @@ impl Parser {
             self.line(&line, Eol::End, sink);
         }
         self.cont = false;
+        let whole = self.top_without_delimiters();
+        self.end_skipped(whole);
         loop {
             match std::mem::replace(&mut self.mode, Mode::Skip) {
                 Mode::Headers(mut block) => {
@@ -447,8 +470,59 @@ impl Parser {
         match self.mode {
             Mode::Headers(_) => self.header_line(line, eol, at_start, sink),
             Mode::Body(_) => self.body_line(line, eol, at_start, sink),
-            Mode::Skip => {}
+            Mode::Skip => self.skip_line(line, at_start),
         }
+    }
+
+    /// A line of a preamble or epilogue: measured, then dropped.
+    fn skip_line(&mut self, line: &[u8], at_start: bool) {
+        if !self.skipped.active {
+            return;
+        }
+        let t = trim_end(line);
+        let t = &t[t.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+        // The note MUAs write for readers without MIME is not content.
+        let note = |p: &[u8]| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+        if t.is_empty()
+            || note(b"this is a multi-part message")
+            || note(b"this is a multipart message")
+        {
+            return;
+        }
+        self.skipped.nonblank = self.skipped.nonblank.saturating_add(t.len() as u64);
+        if at_start && ((line.starts_with(b"--") && t.len() > 2) || looks_like_mime_field(line)) {
+            self.skipped.structure = true;
+        }
+    }
+
+    /// Starts measuring a preamble or epilogue.
+    fn start_skipped(&mut self, epilogue: bool) {
+        self.skipped = SkipText {
+            active: true,
+            epilogue,
+            ..SkipText::default()
+        };
+    }
+
+    /// The preamble or epilogue being skipped ends (`whole`: it was the whole body of a
+    /// multipart without delimiters); flags it if it looked like content. Called while the
+    /// mode is still `Skip`, so that the flag goes to the container it belongs to.
+    fn end_skipped(&mut self, whole: bool) {
+        let s = std::mem::take(&mut self.skipped);
+        if !s.active || !matches!(self.mode, Mode::Skip) || s.nonblank == 0 {
+            return;
+        }
+        if whole || s.structure || s.epilogue || s.nonblank > PREAMBLE_NOTE {
+            self.note(Flags::CONTENT_OUTSIDE_PARTS);
+        }
+    }
+
+    /// Whether the innermost open container is a multipart that has seen no delimiter.
+    fn top_without_delimiters(&self) -> bool {
+        matches!(
+            self.stack.last().map(|f| &f.kind),
+            Some(FrameKind::Multipart { delimiters: 0, .. })
+        )
     }
 
     /// Which open multipart's delimiter `line` is: its stack position, whether it is the close
@@ -503,6 +577,10 @@ impl Parser {
 
     /// A delimiter (or close delimiter) of the multipart at stack position `k`.
     fn boundary<S: Sink>(&mut self, k: usize, close: bool, sink: &mut S) {
+        // A preamble or epilogue ends here; it was a whole body if the innermost multipart
+        // ends without a delimiter of its own.
+        let whole = self.top_without_delimiters() && (close || k + 1 < self.stack.len());
+        self.end_skipped(whole);
         // Does the boundary cut through a multipart still open inside k? (Closing a
         // message/rfc822 this way is normal.)
         let implicit = self.stack.get(k + 1..).is_some_and(|inner| {
@@ -542,6 +620,7 @@ impl Parser {
             }
             // Epilogue (or junk after a nested multipart): dropped.
             self.mode = Mode::Skip;
+            self.start_skipped(true);
             return;
         }
         let Some(frame) = self.stack.last_mut() else {
@@ -820,6 +899,7 @@ impl Parser {
                     },
                 });
                 self.mode = Mode::Skip; // the preamble
+                self.start_skipped(false);
             }
             Kind::Message if room_for_children => match part.encoding {
                 Encoding::SevenBit | Encoding::EightBit | Encoding::Binary => {
@@ -1406,7 +1486,13 @@ mod tests {
         assert_eq!(r.body_of(2).unwrap(), "body \"%PDF-\"");
         assert_eq!(r.part(2).filename.as_deref(), Some("a.pdf"));
         assert_eq!(r.part(2).parent, Some(0));
-        assert!(s.flags.is_empty(), "{:?}", s.flags.names());
+        // The preamble is a short note; the epilogue's text is dropped, and said so.
+        assert_eq!(
+            s.flags,
+            Flags::CONTENT_OUTSIDE_PARTS,
+            "{:?}",
+            s.flags.names()
+        );
         assert_eq!(r.end(2).decoded_len, 5);
         assert!(!r
             .events
@@ -1488,6 +1574,45 @@ mod tests {
         let (r, s) = parse("");
         assert_eq!(r.types(), vec!["text/plain"]);
         assert_eq!(s.parts, 1);
+    }
+
+    #[test]
+    fn content_outside_parts_is_flagged() {
+        let f = |input: &str| parse(input).1.flags.contains(Flags::CONTENT_OUTSIDE_PARTS);
+        // The usual note in the preamble, blank epilogues: nothing to say.
+        assert!(!f("Content-Type: multipart/mixed; boundary=b\n\nThis is a multi-part message in MIME format.\n\n--b\n\nx\n--b--\n\n\n"));
+        assert!(!f(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n"
+        ));
+        // A whole MIME tree after the close delimiter (noxxi "outer is inner with dummy
+        // first"), at the top level and nested.
+        let hidden = "Content-Type: multipart/mixed; boundary=b\n\n--b\n\ndummy\n--b--\n\n--b\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nsecret\n--b--\n--b--\n";
+        assert!(f(hidden));
+        assert!(f("Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/mixed; boundary=i\n\n--i\n\nx\n--i--\nsome text after\n--o--\n"));
+        // Any text in an epilogue; MIME structure or a long text in a preamble.
+        assert!(f(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\nfooter\n"
+        ));
+        assert!(f("Content-Type: multipart/mixed; boundary=b\n\nContent-Type: text/plain\n\n--b\n\nx\n--b--\n"));
+        let long = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n{}--b\n\nx\n--b--\n",
+            "preamble text \n".repeat(100)
+        );
+        assert!(f(&long));
+        // ... nor is the MIME note alone, even as the whole body of a cut multipart.
+        assert!(!f("Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/alternative; boundary=i\n\nThis is a multi-part message in MIME format...\n\n--o--\n"));
+        // A multipart whose boundary never appears: its whole body is lost.
+        assert!(f(
+            "Content-Type: multipart/mixed; boundary=b\n\n--c\n\ntext\n"
+        ));
+        assert!(f(
+            "Content-Type: multipart/mixed; boundary=b\n\nplain words\n"
+        ));
+        assert!(f("Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/mixed; boundary=i\n\nlost words\n--o--\n"));
+        assert!(!f("Content-Type: multipart/mixed; boundary=b\n\n\n"));
+        // The flag is on the container the text belongs to.
+        let (r, _) = parse(&long);
+        assert!(r.end(0).flags.contains(Flags::CONTENT_OUTSIDE_PARTS));
     }
 
     #[test]

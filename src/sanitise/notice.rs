@@ -351,6 +351,10 @@ fn translate_piece(p: &str) -> String {
         ("empty", "空"),
         ("no active content found", "有害な要素は見つからなかった"),
         (
+            super::sink::CONTENT_OUTSIDE,
+            "MIME の区切りの外 (前置き、後置き、または区切りが一度も現れないマルチパート) にある内容は安全に読み取れないため削除",
+        ),
+        (
             "the original is held in the quarantine (ask the administrator)",
             "元のファイルは隔離保管されている (必要な場合は管理者に問い合わせ)",
         ),

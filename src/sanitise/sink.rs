@@ -57,6 +57,10 @@ const BENIGN: Flags = Flags(
         | Flags::LINE_TOO_LONG.0,
 );
 
+/// The reason of the action for content the parser dropped outside every part.
+pub(crate) const CONTENT_OUTSIDE: &str =
+    "content outside the MIME parts (a preamble, an epilogue or a multipart whose boundary never appears) could not be read safely and was removed";
+
 /// Why sanitising failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SanitiseError {
@@ -359,7 +363,22 @@ impl Sanitiser {
             }
             None => None,
         };
-        let shown = Flags(summary.flags.0 & !BENIGN.0);
+        if summary.flags.contains(Flags::CONTENT_OUTSIDE_PARTS) {
+            // The parser dropped text outside every part that looked like content (a MIME
+            // tree after the close delimiter, a multipart whose boundary never appears): the
+            // recipient must know that something was not delivered.
+            actions.push(Action {
+                part: 0,
+                kind: ActionKind::PartRemoved,
+                name: None,
+                declared_type: "multipart".into(),
+                detected_type: None,
+                reason: CONTENT_OUTSIDE.into(),
+                bytes_before: 0,
+                bytes_after: 0,
+            });
+        }
+        let shown = Flags(summary.flags.0 & !BENIGN.0 & !Flags::CONTENT_OUTSIDE_PARTS.0);
         if !shown.is_empty() {
             actions.push(Action {
                 part: 0,
@@ -1637,6 +1656,21 @@ mod tests {
         assert!(action(&m, ActionKind::AttachmentRemoved)
             .reason
             .ends_with("content is zip"));
+    }
+
+    #[test]
+    fn content_outside_parts_is_reported() {
+        let (m, t) = run("Content-Type: multipart/mixed; boundary=b\n\n--b\n\ndummy\n--b--\n\n--b\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nsecret\n--b--\n");
+        assert_eq!(t, "dummy\n");
+        let a = action(&m, ActionKind::PartRemoved);
+        assert_eq!(a.reason, CONTENT_OUTSIDE);
+        // Not also as a repaired structure.
+        assert!(!m
+            .actions
+            .iter()
+            .any(|a| a.kind == ActionKind::StructureRepaired));
+        let (m, _) = run("Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n");
+        assert!(m.actions.is_empty(), "{:?}", m.actions);
     }
 
     #[test]

@@ -8,6 +8,11 @@ kept apart so that the two generators can be run and reviewed separately:
   075 PDF with JavaScript -> disarmed PDF         078 PPAP zip -> removed, original quarantined
   076 JPEG with EXIF GPS -> re-encoded            079 winmail.dat -> its attachments
 
+and two parser findings (tests/corpora.rs, task K): content the parser drops must be reported:
+
+  080 a whole MIME tree after the close delimiter (noxxi "outer is inner with dummy first")
+  081 a multipart whose boundary never appears (its whole body is preamble)
+
 Usage: python3 make_cdr_inputs.py [OUTDIR]
 """
 import os
@@ -154,9 +159,30 @@ def build():
         ['Content-Type: multipart/mixed; boundary="tnef079"']))
 
 
+def build_outside():
+    hidden = mi.multipart("b080", [
+        text("ダミーの本文です。\n"),
+    ])
+    hidden += (b"\r\n--b080\r\nContent-Type: multipart/mixed; boundary=b080\r\n\r\n"
+               + mi.multipart("b080", [
+                   text("隠された本文です。\n"),
+                   mi.attachment("application/zip", "hidden.zip",
+                                 mi.make_zip([("readme.txt", b"hidden payload")])),
+               ]))
+    mi.case("080-epilogue-hidden-tree", mi.message(
+        mi.headers(mi.ew("後置きに隠された MIME"), n=80), hidden,
+        ['Content-Type: multipart/mixed; boundary="b080"']))
+
+    mi.case("081-boundary-never-appears", mi.message(
+        mi.headers(mi.ew("区切りの現れないマルチパート"), n=81),
+        mi.iso2022jp("区切り行がないため、この本文は読まれません。\n"),
+        ['Content-Type: multipart/mixed; boundary="never081"']))
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     build()
+    build_outside()
     for name, data, toml in mi.CASES:
         with open(os.path.join(outdir, name + ".eml"), "wb") as f:
             f.write(data)
