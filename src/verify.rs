@@ -13,8 +13,13 @@
 //!    base64 / quoted-printable / 7bit decoding, strict charset decoding of the text part
 //!    (encoding_rs, no replacement; ISO-2022-JP lines must return to ASCII), no part whose
 //!    content starts with executable or OLE magic, only allowed media types, and the beginning
-//!    of the original body text present in the decoded text. Memory is bounded by a line and a
-//!    short head of the text, so a 100 MB message is checked within a few MB.
+//!    of the original body text present in the decoded text. Every attachment is also
+//!    re-checked by its content, independently of the converters that made it
+//!    ([`check_attachment`]: zip/OOXML members, encrypted members, external relationships, DDE
+//!    fields, active PDF names raw and in every inflated stream, image metadata and trailing
+//!    data, executables, gzip and tar members), which holds one attachment at a time in memory
+//!    (at most [`Expectation::max_attachment_bytes`]); otherwise memory is bounded by a line
+//!    and a short head of the text, so a 100 MB message is checked within a few MB.
 //! 2. An **independent parse** with mail-parser 0.11 (`MessageParser::default()`), for messages
 //!    up to [`Expectation::whole_parse_limit`] (16 MiB): it must find the same leaves, none with
 //!    an encoding problem, no HTML, allowed types, the same attachment bytes (SHA-256), and the

@@ -3,10 +3,11 @@
 //! The [`Sanitiser`] receives the parser's events and builds a [`CleanModel`]: the top-level
 //! header fields worth keeping (decoded), the body text (text/plain normalised, text/html
 //! converted, forwarded messages under a small header block) in a [`TextBuffer`] that spills to
-//! a temporary file past a memory budget, the attachments that survive (none until the CDR
-//! work lands: the per-part decision in `policy` is the extension point), and an [`Action`] for
-//! everything that was changed or removed. Pure functions over bytes; no network, and the only
-//! file I/O is the spill file.
+//! a temporary file past a memory budget, the attachments that survive attachment disarm
+//! ([`crate::cdr::disarm`], called by the sanitiser at each attachment's end when `policy`
+//! allows it; bounded by `max_attachment_size` each and twice that for the whole message), and
+//! an [`Action`] for everything that was changed, kept or removed. Pure functions over bytes;
+//! no network, and the only file I/O is the spill file.
 //!
 //! Layout: `sink` (the [`Sanitiser`] itself: the parser's sink, one frame per open part),
 //! `policy` (what to do with a part: the extension point for attachment disarm), `sniff`
@@ -104,7 +105,8 @@ pub struct TopHeaders {
     pub references: Vec<String>,
 }
 
-/// A surviving attachment, ready for rebuild. Empty until CDR lands.
+/// A surviving attachment, disarmed, ready for rebuild. `content_type` is a bare media type,
+/// or `text/plain; charset=utf-8` for text extracted from a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptAttachment {
     pub filename: String,

@@ -243,7 +243,7 @@ pub fn with_macros(d: Detected, macros: bool) -> Detected {
     Detected { name, ..d }
 }
 
-/// Looks for the marks of a macro-enabled OOXML package ([`MACRO_MARKS`]) anywhere in a stream
+/// Looks for the marks of a macro-enabled OOXML package (`MACRO_MARKS`) anywhere in a stream
 /// fed in chunks of any size: in a large workbook the VBA project lies far past the sniffing
 /// sample, but the central directory at the end names it.
 #[derive(Debug, Default)]
