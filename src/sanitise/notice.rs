@@ -560,10 +560,62 @@ mod tests {
         v
     }
 
+    /// The phrases of attachment disarm and of content outside the parts.
+    fn disarm_kinds() -> Vec<Action> {
+        use ActionKind::*;
+        let mut v = Vec::new();
+        for (kind, reason) in [
+            (AttachmentKept, "no active content found".to_string()),
+            (
+                AttachmentDisarmed,
+                "delivered as budget.xlsx; VBA macro project removed; extracted from winmail.dat"
+                    .to_string(),
+            ),
+            (
+                AttachmentRemoved,
+                "zip-encrypted: password-protected; the original is held in the quarantine (ask the administrator)".to_string(),
+            ),
+            (
+                AttachmentRemoved,
+                "larger than max_attachment_size (30 > 20 octets)".to_string(),
+            ),
+            (
+                AttachmentRemoved,
+                "the attachments kept from this message would exceed 40 octets (twice max_attachment_size)".to_string(),
+            ),
+            (AttachmentRemoved, "sanitising deadline reached".to_string()),
+            (
+                AttachmentRemoved,
+                "binary content inside a text part, not kept whole for disarm, removed".to_string(),
+            ),
+            (PartRemoved, super::super::sink::CONTENT_OUTSIDE.to_string()),
+        ] {
+            v.push(act(kind, Some("budget.xlsm"), &reason));
+        }
+        v
+    }
+
+    #[test]
+    fn disarm_reasons_are_translated() {
+        let t = |r: &str| translate_reason(r);
+        assert_eq!(t("no active content found"), "有害な要素は見つからなかった");
+        assert_eq!(
+            t("delivered as a.xlsx; x removed"),
+            "a.xlsx として送付、x removed"
+        );
+        assert!(t(super::super::sink::CONTENT_OUTSIDE).starts_with("MIME の区切りの外"));
+        assert!(
+            t("x; the original is held in the quarantine (ask the administrator)")
+                .ends_with("元のファイルは隔離保管されている (必要な場合は管理者に問い合わせ)")
+        );
+    }
+
     #[test]
     fn every_notice_line_is_strict_iso_2022_jp() {
         for lang in [Language::Ja, Language::En] {
-            let text = render(&every_kind(), lang, Some("20240501-abcdef"));
+            let mut all = every_kind();
+            all.extend(disarm_kinds());
+            let text = render(&all, lang, Some("20240501-abcdef"));
             for l in text.lines() {
                 strict_iso2022jp(l).unwrap();
             }
