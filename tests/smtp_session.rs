@@ -310,6 +310,19 @@ impl H {
 }
 
 impl Client {
+    /// Sends without failing the test when the server has already closed the connection.
+    async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match tokio::time::timeout(T, async {
+            self.io.write_all(bytes).await?;
+            self.io.flush().await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
     async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         tokio::time::timeout(T, async {
             self.io.write_all(bytes.as_ref()).await?;
@@ -1009,6 +1022,47 @@ async fn command_and_data_timeouts_give_421() {
     c.closed().await;
     assert_eq!(h.store.count(), 0);
     wait_until(|| h.store.leftovers().is_empty()).await;
+}
+
+/// Slowloris: a client that keeps sending one byte at a time, always faster than the
+/// timeout, is still cut off when the whole command line (or the whole DATA) takes longer.
+#[tokio::test]
+async fn trickling_clients_are_cut_off_by_deadlines_not_per_read() {
+    let mut conf = cfg();
+    conf.server.command_timeout = Dur(Duration::from_millis(600));
+    conf.server.data_timeout = Dur(Duration::from_millis(600));
+    let h = harness(conf);
+    let mut c = h.ehlo().await;
+    let t0 = std::time::Instant::now();
+    for b in "NOOP-and-more-bytes-than-the-clock-allows".bytes() {
+        if c.try_send(&[b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if t0.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let r = c.reply().await;
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let mut c = h.ehlo().await;
+    c.mail("u@city.example.lg.jp").await;
+    c.ok("DATA", 354).await;
+    let t0 = std::time::Instant::now();
+    for b in "Subject: slow and steady\r\n\r\nbody that never ends".bytes() {
+        if c.try_send(&[b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if t0.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let r = c.reply().await;
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(h.store.count(), 0);
 }
 
 #[tokio::test]

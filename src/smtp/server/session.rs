@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -147,6 +147,8 @@ pub(super) struct Session<IO, S: Store> {
     shutdown: watch::Receiver<bool>,
     /// Shutdown was requested: finish the transaction in progress, start no new one.
     draining: bool,
+    /// When the command line being received must be complete (`command_timeout`).
+    line_deadline: Option<Instant>,
 }
 
 impl<IO, S> Session<IO, S>
@@ -171,6 +173,7 @@ where
             errors: 0,
             shutdown,
             draining,
+            line_deadline: None,
         }
     }
 
@@ -202,10 +205,12 @@ where
                     LineEvent::Line { line, consumed } => {
                         let parsed = crate::smtp::proto::parse(line);
                         self.inbuf.consume(consumed);
+                        self.line_deadline = None;
                         Ok(parsed)
                     }
                     LineEvent::Error { error, consumed } => {
                         self.inbuf.consume(consumed);
+                        self.line_deadline = None;
                         Err(error)
                     }
                     LineEvent::NeedMore { consumed } => {
@@ -250,8 +255,18 @@ where
                 self.reply(shutting_down(self.hostname()));
                 return Ok(());
             }
+            // command_timeout bounds the wait for one whole command line, not each read: the
+            // clock starts when we wait for a new command and is reset only when a complete
+            // line has been taken, so a client trickling bytes cannot hold the slot forever.
             let limit = self.shared.cfg.server.command_timeout.0;
-            match self.read_more(limit, true).await? {
+            let deadline = *self
+                .line_deadline
+                .get_or_insert_with(|| Instant::now() + limit);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return self.timed_out();
+            }
+            match self.read_more(left, true).await? {
                 Got::Bytes => {}
                 Got::Shutdown => {}
                 Got::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -332,7 +347,7 @@ where
 
     /// Reads and drops `n` octets of a refused BDAT chunk.
     async fn skip_bytes(&mut self, mut n: u64) -> io::Result<()> {
-        let limit = self.shared.cfg.server.data_timeout.0;
+        let deadline = Instant::now() + self.shared.cfg.server.data_timeout.0;
         loop {
             let take = usize::try_from(n)
                 .unwrap_or(usize::MAX)
@@ -342,13 +357,19 @@ where
             if n == 0 {
                 return Ok(());
             }
-            self.need_data(limit).await?;
+            self.need_data(deadline).await?;
         }
     }
 
-    /// Reads more message data; EOF and timeout end the session.
-    async fn need_data(&mut self, limit: Duration) -> io::Result<()> {
-        match self.read_more(limit, false).await? {
+    /// Reads more message data; EOF and the deadline end the session. The deadline is for
+    /// the whole transfer, not per read: a client trickling one byte at a time must not hold
+    /// a connection slot forever (slowloris).
+    async fn need_data(&mut self, deadline: Instant) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return self.timed_out();
+        }
+        match self.read_more(left, false).await? {
             Got::Bytes | Got::Shutdown => Ok(()),
             Got::Eof => Err(io::ErrorKind::UnexpectedEof.into()),
             Got::Timeout => self.timed_out(),
@@ -526,7 +547,7 @@ where
         self.flush().await?;
 
         let max = self.shared.cfg.server.max_message_size.0;
-        let limit = self.shared.cfg.server.data_timeout.0;
+        let deadline = Instant::now() + self.shared.cfg.server.data_timeout.0;
         let mut rx = DataReceiver::new(max);
         let mut pending = Vec::with_capacity(WRITE_CHUNK + self.inbuf.data().len());
         let mut write_error = None;
@@ -548,7 +569,7 @@ where
             if rx.is_done() {
                 break;
             }
-            self.need_data(limit).await?;
+            self.need_data(deadline).await?;
         }
         let o = rx.outcome();
         let reply = if o.bare_line_ending {
@@ -606,7 +627,7 @@ where
             State::Idle => return Ok(Flow::Continue),
         };
         let max = self.shared.cfg.server.max_message_size.0;
-        let limit = self.shared.cfg.server.data_timeout.0;
+        let deadline = Instant::now() + self.shared.cfg.server.data_timeout.0;
         let mut left = size;
         loop {
             let avail = self.inbuf.data();
@@ -618,7 +639,7 @@ where
                 break;
             }
             // On EOF or timeout the chunks (and the entry's files) are dropped here.
-            self.need_data(limit).await?;
+            self.need_data(deadline).await?;
         }
         if chunks.failed.is_none() && chunks.check.has_bare() {
             chunks.fail(std_replies::bare_line_ending());
