@@ -3,8 +3,8 @@
 //!
 //! - Slow clients (one byte per second, the "slowloris" pattern) must be cut off with 421 once
 //!   `server.command_timeout` (in a command) or `server.data_timeout` (in DATA) has passed for
-//!   the line they are dribbling, as RFC 5321 4.5.3.2 bounds every wait of a server (KNOWN BUG:
-//!   they are not; that test is ignored until the fix); they hold no thread while they dribble
+//!   the line they are dribbling, as RFC 5321 4.5.3.2 bounds every wait of a server; they hold
+//!   no thread while they dribble
 //!   (the server's thread count does not grow with them), a normal client is served meanwhile,
 //!   and a silent client is cut off after `command_timeout`.
 //! - 1,000 connections at once: exactly `server.max_connections` get a session, every other
@@ -348,12 +348,9 @@ fn slow_server(dir: &Path, sink: &Sink) -> Serve {
 /// often a byte arrives. Per-read timeouts alone do not do that (each byte restarts them), which
 /// is how a few hundred slowloris connections occupy every `max_connections` slot forever.
 ///
-/// KNOWN BUG, reported to the lead (issue 6): both timeouts restart at every read in
-/// src/smtp/server/session.rs, so this fails (both clients are still connected after 12 s).
-/// Remove the `ignore` when the timeouts become deadlines per command line / data line.
+/// This was a real bug found here (the timeouts restarted at every read); the server now keeps
+/// a deadline per command line and per DATA/BDAT transfer.
 #[test]
-#[ignore = "KNOWN BUG: command_timeout/data_timeout restart at every read; slow clients are \
-            never cut off (see SECURITY.md, Known weaknesses)"]
 fn slow_clients_are_cut_off_by_the_timeouts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Sink::start();

@@ -96,6 +96,20 @@ pub fn meta_charset(head: &[u8]) -> Option<String> {
 /// Converts HTML (already decoded to UTF-8) with html2text on a worker thread, falling back
 /// to the [`Stripper`] on error, panic or timeout.
 pub fn convert(html: String, links: LinkPolicy, timeout: Duration) -> Converted {
+    // html2text's time grows about with the cube of the nesting depth (40,000 nested <div>:
+    // 10 s; 100,000: minutes). A timed-out converter thread cannot be stopped and keeps a core
+    // busy, so deeply nested HTML goes to the stripper without ever reaching the converter.
+    if nesting_exceeds(&html, MAX_CONVERTER_DEPTH) {
+        let mut s = Stripper::new(links);
+        let mut text = String::new();
+        s.push(&html, &mut text);
+        s.finish(&mut text);
+        return Converted {
+            text,
+            links_rewritten: s.links_rewritten(),
+            method: Method::Stripper(format!("elements nested deeper than {MAX_CONVERTER_DEPTH}")),
+        };
+    }
     let html: Arc<str> = Arc::from(html);
     let (tx, rx) = mpsc::channel();
     let worker_html = Arc::clone(&html);
@@ -130,6 +144,45 @@ pub fn convert(html: String, links: LinkPolicy, timeout: Duration) -> Converted 
         links_rewritten: s.links_rewritten(),
         method: Method::Stripper(reason),
     }
+}
+
+/// Deepest element nesting handed to html2text (real mail stays far below 100).
+const MAX_CONVERTER_DEPTH: usize = 1000;
+
+/// True when the elements of `html` nest deeper than `limit`, counted cheaply from the tags:
+/// void elements, self-closing tags and the elements whose end tag is usually omitted (p, li,
+/// td, ...) do not count, so ordinary sloppy HTML is never mistaken for a nesting bomb.
+fn nesting_exceeds(html: &str, limit: usize) -> bool {
+    const UNCOUNTED: &[&str] = &[
+        "area", "base", "br", "col", "colgroup", "dd", "dt", "embed", "hr", "img", "input", "li",
+        "link", "meta", "option", "p", "param", "source", "tbody", "td", "tfoot", "th", "thead",
+        "tr", "track", "wbr",
+    ];
+    let b = html.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'<', &b[i..]) {
+        let start = i + off + 1;
+        let Some(&first) = b.get(start) else { break };
+        let end = memchr::memchr(b'>', &b[start..]).map_or(b.len(), |e| start + e);
+        if first == b'/' {
+            depth = depth.saturating_sub(1);
+        } else if first.is_ascii_alphabetic() && b.get(end.saturating_sub(1)) != Some(&b'/') {
+            let name_len = b[start..end]
+                .iter()
+                .position(|c| !c.is_ascii_alphanumeric())
+                .unwrap_or(end - start);
+            let name = html[start..start + name_len].to_ascii_lowercase();
+            if !UNCOUNTED.contains(&name.as_str()) {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+        }
+        i = end.min(b.len());
+    }
+    false
 }
 
 /// html2text with rich annotations; links written by the policy. Returns the text and the
@@ -996,6 +1049,29 @@ mod tests {
         );
         assert_eq!(meta_charset(b"<meta name=x><p>charset=utf-8</p>"), None);
         assert_eq!(meta_charset(b"no html"), None);
+    }
+
+    #[test]
+    fn deep_nesting_goes_to_the_stripper_at_once() {
+        let deep = format!(
+            "{}deep text{}",
+            "<div>".repeat(100_000),
+            "</div>".repeat(100_000)
+        );
+        let t = std::time::Instant::now();
+        let c = convert(deep, LinkPolicy::Show, Duration::from_secs(30));
+        assert!(matches!(c.method, Method::Stripper(_)), "{:?}", c.method);
+        assert!(c.text.contains("deep text"));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // Ordinary sloppy HTML (unclosed paragraphs and list items) still gets the converter.
+        let sloppy = "<ul>".to_string() + &"<li><p>item".repeat(5000) + "</ul>";
+        assert!(!nesting_exceeds(&sloppy, MAX_CONVERTER_DEPTH));
+        let nested = "<div>".repeat(1001);
+        assert!(nesting_exceeds(&nested, MAX_CONVERTER_DEPTH));
+        assert!(!nesting_exceeds(
+            &"<div></div>".repeat(5000),
+            MAX_CONVERTER_DEPTH
+        ));
     }
 
     #[test]
