@@ -17,14 +17,14 @@
 //! (`mugaika sanitize`) and the SMTP server both go through it.
 #![forbid(unsafe_code)]
 
+pub mod cdr;
 pub mod config;
+pub mod deliver;
 pub mod mime;
-pub mod sanitise;
 pub mod pipeline;
+pub mod quarantine;
 pub mod rebuild;
-pub mod verify;
+pub mod sanitise;
 pub mod smtp;
 pub mod spool;
-pub mod cdr;
-pub mod deliver;
-pub mod quarantine;
+pub mod verify;

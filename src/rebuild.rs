@@ -2262,7 +2262,10 @@ mod tests {
             }
             let m = MessageParser::default().parse(&out).unwrap();
             assert_eq!(m.attachment_count(), 3);
-            assert!(s.contains("Content-Type: text/plain; charset=utf-8;"), "{s}");
+            assert!(
+                s.contains("Content-Type: text/plain; charset=utf-8;"),
+                "{s}"
+            );
             let a0 = m.attachment(0).unwrap();
             assert_eq!(a0.attachment_name(), Some(atts[0].filename.as_str()));
             assert_eq!(a0.contents(), &data[..]);
