@@ -331,12 +331,12 @@ const SLOW_TIMEOUT: u64 = 2;
 /// How long a slow client keeps dribbling before it concludes it was never cut off.
 const SLOW_GIVE_UP: Duration = Duration::from_secs(12);
 
-fn slow_server(dir: &Path, sink: &Sink) -> Serve {
+fn slow_server(dir: &Path, sink: &Sink, timeout: u64) -> Serve {
     Serve::start(
         dir,
         sink.addr,
         &format!(
-            "command_timeout = \"{SLOW_TIMEOUT}s\"\ndata_timeout = \"{SLOW_TIMEOUT}s\"\n\
+            "command_timeout = \"{timeout}s\"\ndata_timeout = \"{timeout}s\"\n\
              max_connections_per_client = 100"
         ),
         "",
@@ -354,7 +354,7 @@ fn slow_server(dir: &Path, sink: &Sink) -> Serve {
 fn slow_clients_are_cut_off_by_the_timeouts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Sink::start();
-    let server = slow_server(dir.path(), &sink);
+    let server = slow_server(dir.path(), &sink, SLOW_TIMEOUT);
     let handles: Vec<_> = [
         ("command", false, &b"EHLO slowloris.example.com"[..]),
         ("data", true, &b"Subject: slow"[..]),
@@ -385,6 +385,16 @@ fn slow_clients_are_cut_off_by_the_timeouts() {
             )),
         }
     }
+    // A silent client: cut off with 421 after command_timeout.
+    let (mut c, _, _) = Client::connect(server.addr, Duration::from_secs(10)).expect("connect");
+    let t = Instant::now();
+    let (closed, text) = c.closed_after(Duration::from_secs(SLOW_TIMEOUT + 5));
+    println!(
+        "resources: silent client: {text:?} after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(closed && text.starts_with("421 4.4.2"), "{closed} {text:?}");
+    assert!(t.elapsed() < Duration::from_secs(SLOW_TIMEOUT + 3));
     assert!(
         failures.is_empty(),
         "{}\n{}",
@@ -393,14 +403,14 @@ fn slow_clients_are_cut_off_by_the_timeouts() {
     );
 }
 
-/// Slow clients hold no thread of the server: while 50 of them dribble, its thread count stays
-/// where it was, and a normal client's message is accepted at once. A client that goes silent
-/// is cut off with 421 after `command_timeout`.
+/// Slow clients hold no thread of the server: while 50 of them dribble (within a generous
+/// `command_timeout` here, so that they stay connected), its thread count stays where it was,
+/// and a normal client's message is accepted at once.
 #[test]
 fn slow_clients_hold_no_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Sink::start();
-    let server = slow_server(dir.path(), &sink);
+    let server = slow_server(dir.path(), &sink, 30);
     // Warm up: one message through, so the threads a message needs exist already.
     let (mut c, _, _) = Client::connect(server.addr, Duration::from_secs(60)).expect("connect");
     c.cmd("EHLO warm.example").expect("EHLO");
@@ -409,25 +419,29 @@ fn slow_clients_hold_no_worker() {
     let before = server.status("Threads");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let connected = Arc::new(AtomicUsize::new(0));
     let slow: Vec<_> = (0..50)
         .map(|i| {
-            let (addr, stop) = (server.addr, stop.clone());
+            let (addr, stop, connected) = (server.addr, stop.clone(), connected.clone());
             std::thread::spawn(move || {
                 let Ok((mut c, _, _)) = Client::connect(addr, Duration::from_secs(10)) else {
                     return;
                 };
+                connected.fetch_add(1, Ordering::SeqCst);
                 let line = format!("NOOP slow client {i} ");
                 for b in line.bytes().cycle() {
                     if stop.load(Ordering::SeqCst) || c.w.write_all(&[b]).is_err() {
-                        return;
+                        break;
                     }
                     std::thread::sleep(Duration::from_millis(500));
                 }
+                connected.fetch_sub(1, Ordering::SeqCst);
             })
         })
         .collect();
     std::thread::sleep(Duration::from_secs(3));
     let during = server.status("Threads");
+    let dribbling = connected.load(Ordering::SeqCst);
     let t = Instant::now();
     let (mut c, code, _) = Client::connect(server.addr, Duration::from_secs(60)).expect("connect");
     assert_eq!(code, 220);
@@ -440,11 +454,12 @@ fn slow_clients_hold_no_worker() {
         let _ = h.join();
     }
     println!(
-        "resources: 50 slow clients: server threads {before} before, {during} during; \
-         a normal message took {:.2} s ({})",
+        "resources: 50 slow clients ({dribbling} connected): server threads {before} before, \
+         {during} during; a normal message took {:.2} s ({})",
         took.as_secs_f64(),
         r.1
     );
+    assert_eq!(dribbling, 50, "the slow clients were not all connected");
     assert_eq!(r.0, 250, "{r:?}");
     assert!(
         took < Duration::from_secs(10),
@@ -454,17 +469,6 @@ fn slow_clients_hold_no_worker() {
         during <= before + 4,
         "the server grew from {before} to {during} threads with 50 slow clients"
     );
-
-    // A silent client: cut off with 421 after command_timeout.
-    let (mut c, _, _) = Client::connect(server.addr, Duration::from_secs(10)).expect("connect");
-    let t = Instant::now();
-    let (closed, text) = c.closed_after(Duration::from_secs(SLOW_TIMEOUT + 5));
-    println!(
-        "resources: silent client: {text:?} after {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    assert!(closed && text.starts_with("421 4.4.2"), "{closed} {text:?}");
-    assert!(t.elapsed() < Duration::from_secs(SLOW_TIMEOUT + 3));
 }
 
 // ---------------------------------------------------------------------------------------------
