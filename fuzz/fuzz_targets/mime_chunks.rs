@@ -89,7 +89,7 @@ fn run(limits: Limits, chunks: &[&[u8]]) -> (Events, Summary) {
 
 fuzz_target!(|data: &[u8]| {
     let mut c = Choices::new(data);
-    let limits = if c.byte() % 4 == 0 {
+    let limits = if c.byte().is_multiple_of(4) {
         Limits {
             max_header_size: 1024,
             max_depth: 3,
