@@ -1495,43 +1495,8 @@ mod tests {
 mod corpus_tests {
     use super::*;
     use crate::mime::{Limits, Parser, Part, PartEnd, Sink};
-    use std::path::{Path, PathBuf};
 
-    fn corpora(sub: &str) -> Option<PathBuf> {
-        let base = std::env::var_os("MUGAIKA_CORPORA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora").into());
-        let dir = base.join(sub);
-        if dir.is_dir() {
-            return Some(dir);
-        }
-        if std::env::var("MUGAIKA_REQUIRE_CORPORA").as_deref() == Ok("1") {
-            panic!(
-                "corpus {} is missing and MUGAIKA_REQUIRE_CORPORA=1",
-                dir.display()
-            );
-        }
-        eprintln!(
-            "SKIP: corpus {} not found; set MUGAIKA_CORPORA",
-            dir.display()
-        );
-        None
-    }
-
-    fn eml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                eml_files(&p, out);
-            } else if p.extension().is_some_and(|e| e == "eml") {
-                out.push(p);
-            }
-        }
-    }
+    use crate::mime::testutil::{corpora, eml_files};
 
     /// Decodes every text/plain leaf with a [`TextDecoder`] fed the parser's body chunks.
     #[derive(Default)]

@@ -25,6 +25,8 @@ pub mod decode;
 pub mod header;
 pub mod params;
 pub mod parser;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use parser::Parser;
 
