@@ -40,6 +40,7 @@ pub struct Config {
     pub sanitize: SanitizeConfig,
     pub mime: MimeConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[server]`: the inbound SMTP listener.
@@ -173,8 +174,20 @@ impl Default for SpoolConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuarantineConfig {
+    /// Encrypted originals (`blobs/`), the SQLite index and, by default, the key. Several
+    /// relays sharing one PostgreSQL index share this directory too (e.g. over NFS).
     pub dir: PathBuf,
+    /// Originals older than this are purged (by `mugaika quarantine purge` and by `serve`).
     pub retention: Dur,
+    /// The AES-256-GCM key (32 random octets), created with mode 0600 if absent. Empty: `key`
+    /// inside `dir`.
+    pub key_file: Option<PathBuf>,
+    /// The index: empty for SQLite at `dir/index.sqlite`, or `postgres://user@host/db`.
+    pub database: String,
+    /// How often `serve` runs the retention purge.
+    pub purge_interval: Dur,
+    /// zstd level of the stored originals (1-19).
+    pub compression_level: i32,
 }
 
 impl Default for QuarantineConfig {
@@ -182,6 +195,34 @@ impl Default for QuarantineConfig {
         QuarantineConfig {
             dir: PathBuf::from("./mugaika-quarantine"),
             retention: Dur(Duration::from_secs(90 * 86400)),
+            key_file: None,
+            database: String::new(),
+            purge_interval: Dur(Duration::from_secs(3600)),
+            compression_level: 3,
+        }
+    }
+}
+
+/// `[admin]`: the administrators' HTTP listener (health, metrics, quarantine API and page).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// The bearer token of the API and the web page's login. Empty (and no `token_file`):
+    /// the quarantine API and page refuse every request; health and metrics stay open.
+    pub token: String,
+    /// A file holding the token (first line), instead of `token`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            token: String::new(),
+            token_file: None,
         }
     }
 }
@@ -220,6 +261,10 @@ pub struct SanitizeConfig {
     pub max_archive_depth: usize,
     /// Quality (1-100) of re-encoded JPEG images.
     pub jpeg_quality: u8,
+    /// Resolution of `pdf = "rasterize"` pages, dots per inch.
+    pub rasterize_dpi: u32,
+    /// Most pages rasterised from one PDF; a longer PDF is disarmed instead.
+    pub max_rasterize_pages: usize,
     pub attachments: AttachmentPolicy,
 }
 
@@ -243,6 +288,8 @@ impl Default for SanitizeConfig {
             max_archive_ratio: 100,
             max_archive_depth: 3,
             jpeg_quality: 85,
+            rasterize_dpi: 100,
+            max_rasterize_pages: 50,
             attachments: AttachmentPolicy::default(),
         }
     }
