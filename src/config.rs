@@ -340,7 +340,12 @@ pub enum OnError {
 pub struct AttachmentPolicy {
     pub image: AttachmentAction,
     pub pdf: AttachmentAction,
+    /// OOXML documents (docx/xlsx/pptx and their macro-enabled forms).
     pub office: AttachmentAction,
+    /// Legacy binary Office (doc/xls/ppt), RTF, OneNote, OpenDocument.
+    pub legacy_office: AttachmentAction,
+    /// Plain-text files (txt, csv, ...), found by content: re-encoded to UTF-8, controls removed.
+    pub text: AttachmentAction,
     pub archive: AttachmentAction,
     pub encrypted_archive: AttachmentAction,
     pub other: AttachmentAction,
@@ -352,6 +357,8 @@ impl Default for AttachmentPolicy {
             image: AttachmentAction::Reencode,
             pdf: AttachmentAction::Disarm,
             office: AttachmentAction::Disarm,
+            legacy_office: AttachmentAction::Remove,
+            text: AttachmentAction::Text,
             archive: AttachmentAction::Inspect,
             encrypted_archive: AttachmentAction::Quarantine,
             other: AttachmentAction::Remove,
@@ -545,17 +552,33 @@ impl Config {
         }
         let a = &z.attachments;
         use AttachmentAction as A;
-        let allowed: [(&str, AttachmentAction, &[AttachmentAction]); 6] = [
-            ("image", a.image, &[A::Remove, A::Reencode]),
-            ("pdf", a.pdf, &[A::Remove, A::Disarm, A::Rasterize, A::Text]),
-            ("office", a.office, &[A::Remove, A::Disarm, A::Text]),
-            ("archive", a.archive, &[A::Remove, A::Inspect]),
+        // `quarantine` is allowed everywhere: the attachment is held with the original (which
+        // is always kept) for an administrator to release, e.g. for first-contact senders.
+        let allowed: [(&str, AttachmentAction, &[AttachmentAction]); 8] = [
+            ("image", a.image, &[A::Remove, A::Reencode, A::Quarantine]),
+            (
+                "pdf",
+                a.pdf,
+                &[A::Remove, A::Disarm, A::Rasterize, A::Text, A::Quarantine],
+            ),
+            (
+                "office",
+                a.office,
+                &[A::Remove, A::Disarm, A::Text, A::Quarantine],
+            ),
+            (
+                "legacy_office",
+                a.legacy_office,
+                &[A::Remove, A::Text, A::Quarantine],
+            ),
+            ("text", a.text, &[A::Remove, A::Text, A::Quarantine]),
+            ("archive", a.archive, &[A::Remove, A::Inspect, A::Quarantine]),
             (
                 "encrypted_archive",
                 a.encrypted_archive,
                 &[A::Remove, A::Quarantine],
             ),
-            ("other", a.other, &[A::Remove]),
+            ("other", a.other, &[A::Remove, A::Quarantine]),
         ];
         for (key, value, ok) in allowed {
             if !ok.contains(&value) {
