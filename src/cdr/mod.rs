@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod filename;
 pub mod image;
+pub mod legacy;
 pub mod office;
 pub mod pdf;
 pub mod tnef;
@@ -149,7 +150,7 @@ fn dispatch(data: &[u8], filename: &str, detected: Option<&str>, policy: &Policy
         Some(Category::Office) => match a.office {
             A::Remove => removed_by("office"),
             _ if matches!(name, "ole2" | "rtf" | "onenote" | "odf") => {
-                office::legacy(data, name, policy)
+                legacy::legacy(data, name, policy)
             }
             _ => office::disarm(data, name, filename, policy),
         },
