@@ -180,7 +180,8 @@ fn init_logging(cfg: &Config) {
 /// accepting and finishes its sessions, the manager finishes deliveries in flight).
 fn serve(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
-    let quarantine = Quarantine::open(&cfg.quarantine.dir)
+    // Before the runtime exists: a PostgreSQL index connects here, blocking.
+    let quarantine = Quarantine::open(&cfg.quarantine)
         .with_context(|| format!("quarantine {}", cfg.quarantine.dir.display()))?;
     let spool = Spool::open(&cfg.spool.dir)
         .with_context(|| format!("spool {}", cfg.spool.dir.display()))?

@@ -314,7 +314,7 @@ impl Spool {
         })
     }
 
-    /// Keeps the original of every entry that is committed with a `quarantine_id` in
+    /// Keeps the original of every entry committed with [`Incoming::commit_kept`] in
     /// `quarantine`, durably, before the commit returns (and so before the 250).
     pub fn with_quarantine(mut self, quarantine: crate::quarantine::Quarantine) -> Spool {
         self.quarantine = Some(quarantine);
@@ -467,7 +467,19 @@ impl Incoming {
     /// fsync the entry directory, rename `tmp/ID` to `queue/ID`, fsync `queue/`. Only after this
     /// returns `Ok` may the server answer 250. `envelope.id`, `queued_at` and `size` are set
     /// here. On error nothing is queued and the temporary files are removed.
-    pub fn commit(mut self, mut envelope: Envelope) -> io::Result<()> {
+    pub fn commit(self, envelope: Envelope) -> io::Result<()> {
+        self.commit_kept(envelope, None)
+    }
+
+    /// [`Incoming::commit`], keeping the original first in the spool's quarantine (see
+    /// [`Spool::with_quarantine`]) under `keep`'s id, with its metadata: the original is
+    /// encrypted, fsync'd and indexed before the entry is queued, so a 250 always has its
+    /// original kept. Without a quarantine `keep` is ignored.
+    pub fn commit_kept(
+        mut self,
+        mut envelope: Envelope,
+        keep: Option<&crate::quarantine::NewEntry>,
+    ) -> io::Result<()> {
         self.file
             .sync_all()
             .map_err(|e| ctx(e, "cannot fsync", &self.original))?;
@@ -480,8 +492,11 @@ impl Incoming {
             .map_err(|e| ctx(e, "cannot stat", &self.clean))?
             .len();
         drop(clean);
-        if let (Some(q), Some(qid)) = (&self.quarantine, &envelope.quarantine_id) {
-            q.keep(qid, &self.original)?;
+        if let (Some(q), Some(entry)) = (&self.quarantine, keep) {
+            q.keep(entry, &self.original).map_err(|e| match e {
+                crate::quarantine::QuarantineError::Io(e) => e,
+                e => io::Error::other(format!("quarantine: {e}")),
+            })?;
         }
         envelope.id = self.id.clone();
         envelope.queued_at = now_ms();

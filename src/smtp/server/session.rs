@@ -826,6 +826,10 @@ where
             smtputf8: tx.smtputf8,
             size,
             quarantine_id: Some(id.clone()),
+            subject: report.subject.clone(),
+            message_id: report.message_id.clone(),
+            actions: serde_json::to_value(&report.actions).unwrap_or_default(),
+            reason: crate::quarantine::kept_reason(&report),
         };
         let queued = self.shared.queued.clone();
         // The commit and the queue notification happen together in the blocking task, so a

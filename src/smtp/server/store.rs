@@ -57,7 +57,35 @@ pub struct Accepted {
     pub smtputf8: bool,
     /// Octets of the original as received (after dot-unstuffing).
     pub size: u64,
+    /// The id the original is kept under in the quarantine (the spool id), if kept.
     pub quarantine_id: Option<String>,
+    /// The original's subject and Message-ID, for the quarantine index.
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    /// The sanitiser's actions (JSON array), for the quarantine index.
+    pub actions: serde_json::Value,
+    /// Why the original is kept ([`crate::quarantine::kept_reason`]): `sanitized`, `clean`,
+    /// `on-error: ...`, `encrypted archive`.
+    pub reason: String,
+}
+
+impl Accepted {
+    /// The quarantine entry of this message, when its original is kept.
+    pub fn quarantine_entry(&self) -> Option<crate::quarantine::NewEntry> {
+        let id = self.quarantine_id.clone()?;
+        Some(crate::quarantine::NewEntry {
+            id,
+            received_at: self.received_at,
+            client: self.client.to_string(),
+            sender: self.sender.clone(),
+            recipients: self.recipients.clone(),
+            subject: self.subject.clone(),
+            message_id: self.message_id.clone(),
+            size: self.size,
+            reason: self.reason.clone(),
+            actions: self.actions.clone(),
+        })
+    }
 }
 
 /// Turns an original into a clean message.
@@ -159,6 +187,6 @@ impl Entry for Incoming {
         env.tls = m.tls;
         env.smtputf8 = m.smtputf8;
         env.quarantine_id = m.quarantine_id.clone();
-        Incoming::commit(self, env)
+        Incoming::commit_kept(self, env, m.quarantine_entry().as_ref())
     }
 }

@@ -1,0 +1,1 @@
+//! `mugaika quarantine ...` (work in progress).
