@@ -41,6 +41,60 @@ pub struct Config {
     pub mime: MimeConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    /// `[policies]`: settings shared by the policy rules.
+    pub policies: PoliciesConfig,
+    /// `[[policy]]`: per sender / recipient / client rules, first match wins, then the global
+    /// `[sanitize]` (see [`crate::policy`]). Kept last: TOML writes arrays of tables last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<PolicyRule>,
+}
+
+/// `[policies]`: what the policy rules share.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// The authserv-ids (RFC 8601) whose `Authentication-Results` fields are believed. Empty:
+    /// none are, and a rule with `authenticated` conditions never matches.
+    pub trusted_authserv_ids: Vec<String>,
+    /// A sender not seen within this many days is a first contact; 0 disables first contact.
+    pub first_contact_days: u32,
+    /// The `[[policy]]` rule applied to first contacts (and only to them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_contact_policy: Option<String>,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            trusted_authserv_ids: Vec::new(),
+            first_contact_days: 90,
+            first_contact_policy: None,
+        }
+    }
+}
+
+/// One `[[policy]]` rule as written: conditions (all given ones must hold; an empty list is no
+/// condition) and the `[sanitize]` keys it overrides. Compiled and checked by
+/// [`crate::policy::Policies::new`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sender: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipient: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authenticated: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<ByteSize>,
+    /// Keys of `[sanitize]` (and `[sanitize.attachments]`) laid over the global ones.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub sanitize: toml::Table,
 }
 
 /// `[server]`: the inbound SMTP listener.
@@ -533,22 +587,58 @@ impl Config {
                 "delivery.auth_user and delivery.auth_password_file must be given together".into(),
             );
         }
-        let z = &self.sanitize;
+        self.sanitize
+            .validate("sanitize")
+            .map_err(ConfigError::Invalid)?;
+        let m = &self.mime;
+        if m.max_depth == 0
+            || m.max_parts == 0
+            || m.max_boundary_length < 70
+            || m.max_header_size.0 < 1024
+            || m.max_line_length.0 < 1000
+        {
+            return bad("mime: max_depth and max_parts must be at least 1, max_boundary_length at least 70, max_header_size at least 1KiB, max_line_length at least 1000".into());
+        }
+        // The rules: patterns, names, and every override merged and checked like [sanitize].
+        crate::policy::Policies::new(self)?;
+        Ok(())
+    }
+
+    /// This configuration with another `[sanitize]`, e.g. a rule's
+    /// ([`crate::policy::Resolved::sanitize`]), for the pipeline, which takes a `&Config`.
+    pub fn with_sanitize(&self, sanitize: SanitizeConfig) -> Config {
+        Config {
+            sanitize,
+            ..self.clone()
+        }
+    }
+}
+
+impl SanitizeConfig {
+    /// Checks what serde cannot. `key` prefixes the key names in the message (`"sanitize"`,
+    /// or the rule's name for an override), so the administrator finds the line.
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        let bad = |m: String| Err(m);
+        let z = self;
         if z.subject_tag.chars().any(|c| c.is_control()) {
-            return bad("sanitize.subject_tag: control characters are not allowed".into());
+            return bad(format!(
+                "{key}.subject_tag: control characters are not allowed"
+            ));
         }
         if z.timeout.0.is_zero() || z.html_timeout.0.is_zero() {
-            return bad("sanitize.timeout and sanitize.html_timeout must be positive".into());
+            return bad(format!(
+                "{key}.timeout and {key}.html_timeout must be positive"
+            ));
         }
         if !(1..=100).contains(&z.jpeg_quality) {
-            return bad("sanitize.jpeg_quality: must be between 1 and 100".into());
+            return bad(format!("{key}.jpeg_quality: must be between 1 and 100"));
         }
         if z.max_image_pixels == 0
             || z.max_archive_entries == 0
             || z.max_archive_ratio == 0
             || z.max_attachment_size.0 == 0
         {
-            return bad("sanitize: max_attachment_size, max_image_pixels, max_archive_entries and max_archive_ratio must be positive".into());
+            return bad(format!("{key}: max_attachment_size, max_image_pixels, max_archive_entries and max_archive_ratio must be positive"));
         }
         let a = &z.attachments;
         use AttachmentAction as A;
@@ -572,7 +662,11 @@ impl Config {
                 &[A::Remove, A::Text, A::Quarantine],
             ),
             ("text", a.text, &[A::Remove, A::Text, A::Quarantine]),
-            ("archive", a.archive, &[A::Remove, A::Inspect, A::Quarantine]),
+            (
+                "archive",
+                a.archive,
+                &[A::Remove, A::Inspect, A::Quarantine],
+            ),
             (
                 "encrypted_archive",
                 a.encrypted_archive,
@@ -580,24 +674,15 @@ impl Config {
             ),
             ("other", a.other, &[A::Remove, A::Quarantine]),
         ];
-        for (key, value, ok) in allowed {
+        for (name, value, ok) in allowed {
             if !ok.contains(&value) {
                 let names: Vec<&str> = ok.iter().map(|a| a.as_str()).collect();
                 return bad(format!(
-                    "sanitize.attachments.{key}: {:?} is not one of {}",
+                    "{key}.attachments.{name}: {:?} is not one of {}",
                     value.as_str(),
                     names.join(", ")
                 ));
             }
-        }
-        let m = &self.mime;
-        if m.max_depth == 0
-            || m.max_parts == 0
-            || m.max_boundary_length < 70
-            || m.max_header_size.0 < 1024
-            || m.max_line_length.0 < 1000
-        {
-            return bad("mime: max_depth and max_parts must be at least 1, max_boundary_length at least 70, max_header_size at least 1KiB, max_line_length at least 1000".into());
         }
         Ok(())
     }
@@ -766,6 +851,29 @@ mod tests {
             parsed, default,
             "config/mugaika.toml documents a value different from the built-in default"
         );
+    }
+
+    #[test]
+    fn the_example_rules_in_the_file_are_valid() {
+        // The commented-out [[policy]] examples, uncommented, with first contact pointing at
+        // the example first-contact rule: what an administrator gets by removing the `# `.
+        let text = include_str!("../config/mugaika.toml");
+        let start = text
+            .find("# [[policy]]")
+            .expect("the example rules are documented");
+        let rules: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = Config::parse(&format!(
+            "[policies]\nfirst_contact_policy = \"first-contact\"\n{rules}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.policy.len(), 2);
+        let p = crate::policy::Policies::new(&cfg).unwrap();
+        assert!(p.first_contact_enabled());
+        assert_eq!(p.shadowed(), Vec::<String>::new());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod config;
 pub mod deliver;
 pub mod mime;
 pub mod pipeline;
+pub mod policy;
 pub mod quarantine;
 pub mod rebuild;
 pub mod sanitise;

@@ -502,6 +502,7 @@ where
             return non_ascii();
         }
         if !allowed {
+            crate::admin::metrics::relay_denied();
             return Reply::new(550, Enhanced(5, 7, 1), "relaying denied");
         }
         if tx.seen.contains(&mailbox_key(&to)) {
@@ -767,6 +768,7 @@ where
         };
         let limit = self.shared.cfg.sanitize.timeout.0;
         let sanitizer = self.shared.sanitizer.clone();
+        let sanitize_started = Instant::now();
         let result = bounded(
             EntryPaths::of(&entry, "sanitizing"),
             limit,
@@ -774,6 +776,7 @@ where
             move |o, c, out| sanitizer.sanitize(o, c, out),
         )
         .await;
+        crate::admin::metrics::sanitized(sanitize_started.elapsed());
         let (outcome, report) = match result {
             Ok(report) => ("queued", report),
             Err(SanitizeError::Rejected(why)) => {
@@ -880,6 +883,7 @@ where
             .unwrap_or_else(|| "[]".into());
         let status = report.map(|r| r.status.as_str()).unwrap_or("");
         let helo = self.helo.as_ref().map(|h| h.name.as_str()).unwrap_or("");
+        crate::admin::metrics::message(outcome, reply.code, report);
         tracing::info!(
             target: "audit",
             id = %id,
