@@ -381,6 +381,7 @@ fn audit(env: &Envelope, idx: usize, hop: &str) {
         RcptState::Bounced => "bounced",
         RcptState::Pending => "deferred",
     };
+    crate::admin::metrics::delivery(result, env.received_at);
     tracing::info!(
         target: "audit",
         event = "delivery",
@@ -421,7 +422,6 @@ async fn deliver_entry(sh: Arc<Shared>, id: String) -> Outcome {
             let retry = cfg.delivery.retry.first().map_or(60_000, |d| dur_ms(d.0));
             return Outcome {
                 id,
-    crate::admin::metrics::delivery(result, env.received_at);
                 next: Some(now_ms().saturating_add(retry)),
                 created: Vec::new(),
             };
