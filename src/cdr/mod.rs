@@ -16,6 +16,7 @@ pub mod image;
 pub mod legacy;
 pub mod office;
 pub mod pdf;
+pub mod text;
 pub mod tnef;
 
 use std::time::Instant;
@@ -130,14 +131,27 @@ pub fn disarm(data: &[u8], filename: &str, detected: Option<&str>, policy: &Poli
 /// Chooses the converter by the type found by content and the policy for its category.
 fn dispatch(data: &[u8], filename: &str, detected: Option<&str>, policy: &Policy) -> Verdict {
     use crate::config::AttachmentAction as A;
-    use crate::sanitise::sniff::{sniff, Category};
-    let found = sniff(data);
+    use crate::sanitise::policy::{action_of, policy_key_of};
+    use crate::sanitise::sniff::{sniff_attachment, Category};
+    let found = sniff_attachment(data);
     let name = detected.or(found.map(|d| d.name)).unwrap_or("unknown");
     let category = found.map(|d| d.category);
     let a = policy.attachments;
     let removed_by = |key: &str| Verdict::Remove {
         reason: format!("{name}: {key} = remove"),
     };
+    // `quarantine` for a type's key: not delivered, the original (kept with the message)
+    // can be released. Encrypted archives say why in their own arm; `other` is decided after
+    // the TNEF check (a TNEF container is unpacked, its members follow their own keys);
+    // legacy Office in its arm (an encrypted OLE2 document follows `encrypted_archive`).
+    let key = found.and_then(policy_key_of);
+    if let Some(key) =
+        key.filter(|k| !matches!(*k, "encrypted_archive" | "other" | "legacy_office"))
+    {
+        if action_of(a, key) == A::Quarantine {
+            return quarantined_by(name, key);
+        }
+    }
     match category {
         Some(Category::Image) => match a.image {
             A::Remove => removed_by("image"),
@@ -147,11 +161,12 @@ fn dispatch(data: &[u8], filename: &str, detected: Option<&str>, policy: &Policy
             A::Remove => removed_by("pdf"),
             _ => pdf::disarm(data, policy),
         },
+        // Legacy formats follow `legacy_office` (and `encrypted_archive` when encrypted).
+        Some(Category::Office) if crate::sanitise::policy::is_legacy_office(name) => {
+            legacy::legacy(data, name, policy)
+        }
         Some(Category::Office) => match a.office {
             A::Remove => removed_by("office"),
-            _ if matches!(name, "ole2" | "rtf" | "onenote" | "odf") => {
-                legacy::legacy(data, name, policy)
-            }
             _ => office::disarm(data, name, filename, policy),
         },
         Some(Category::Archive) => match a.archive {
@@ -179,8 +194,33 @@ fn dispatch(data: &[u8], filename: &str, detected: Option<&str>, policy: &Policy
         Some(Category::Other) | None if name == "tnef" || tnef::is_tnef(data) => {
             tnef::disarm(data, policy)
         }
-        Some(Category::Other) | None => Verdict::Remove {
-            reason: format!("{name}: other = remove"),
+        Some(Category::Text) => match a.text {
+            A::Remove => removed_by("text"),
+            _ => text::disarm(data, name, filename, policy),
+        },
+        Some(Category::Other) | None => not_handled(name, "", policy),
+    }
+}
+
+/// The verdict for a type's key under `quarantine`: held with the original.
+fn quarantined_by(name: &str, key: &str) -> Verdict {
+    Verdict::Quarantine {
+        reason: format!("{name}: {key} = quarantine"),
+    }
+}
+
+/// The verdict for content no converter handles, by the `other` key: removed, or held under
+/// `other = "quarantine"`. `why` (may be empty) says what was found, for the reason.
+pub(crate) fn not_handled(name: &str, why: &str, policy: &Policy) -> Verdict {
+    let what = if why.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({why})")
+    };
+    match policy.attachments.other {
+        crate::config::AttachmentAction::Quarantine => quarantined_by(&what, "other"),
+        _ => Verdict::Remove {
+            reason: format!("{what}: other = remove"),
         },
     }
 }

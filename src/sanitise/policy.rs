@@ -15,6 +15,13 @@
 //! multipart/signed, a forwarded message's body), unless they are marked as attachments
 //! (`Content-Disposition: attachment`, or a file name without `inline`). Everything else is an
 //! attachment, including text/plain with a file name, text/calendar and text/csv.
+//!
+//! Attachments are typed with [`super::sniff::sniff_attachment`]: content with no signature
+//! that reads as text (UTF-8 or a Japanese charset) is `text` and follows the `text` key,
+//! XML included; legacy Office (OLE2, RTF, OneNote, ODF) follows `legacy_office`. For `other`
+//! and `legacy_office` the disarm dispatch has the last word (TNEF is unpacked, an encrypted
+//! OLE2 document follows `encrypted_archive`); `quarantine` for any key is answered there
+//! (`Verdict::Quarantine`: not delivered, the original held).
 
 use crate::config::{AttachmentAction, AttachmentPolicy};
 use crate::mime::{Encoding, Part};
@@ -136,6 +143,8 @@ pub fn plan_part(part: &Part, body_position: bool) -> PartPlan {
 }
 
 /// The policy key of `[sanitize.attachments]` for a category (`None`: no key, always removed).
+/// Legacy Office formats are `Office` by category but have their own key: see
+/// [`policy_key_of`].
 pub fn policy_key(c: Category) -> Option<&'static str> {
     match c {
         Category::Image => Some("image"),
@@ -143,8 +152,37 @@ pub fn policy_key(c: Category) -> Option<&'static str> {
         Category::Office => Some("office"),
         Category::Archive => Some("archive"),
         Category::EncryptedArchive => Some("encrypted_archive"),
+        Category::Text => Some("text"),
         Category::Html | Category::Other => Some("other"),
         Category::Executable | Category::Script | Category::Encrypted => None,
+    }
+}
+
+/// Whether a detected type name is a legacy Office format (`legacy_office`, not `office`).
+pub fn is_legacy_office(name: &str) -> bool {
+    matches!(name, "ole2" | "rtf" | "onenote" | "odf")
+}
+
+/// The policy key for a detected type: [`policy_key`], with `legacy_office` for the legacy
+/// formats (OLE2, RTF, OneNote, ODF).
+pub fn policy_key_of(d: Detected) -> Option<&'static str> {
+    if d.category == Category::Office && is_legacy_office(d.name) {
+        return Some("legacy_office");
+    }
+    policy_key(d.category)
+}
+
+/// The action configured for a policy key (`other` for an unknown key).
+pub fn action_of(cfg: &AttachmentPolicy, key: &str) -> AttachmentAction {
+    match key {
+        "image" => cfg.image,
+        "pdf" => cfg.pdf,
+        "office" => cfg.office,
+        "legacy_office" => cfg.legacy_office,
+        "text" => cfg.text,
+        "archive" => cfg.archive,
+        "encrypted_archive" => cfg.encrypted_archive,
+        _ => cfg.other,
     }
 }
 
@@ -205,7 +243,11 @@ pub fn attachment_plan(
 ) -> AttachmentPlan {
     let category = detected.map_or(Category::Other, |d| d.category);
     let mismatch = mismatch(declared, detected);
-    let mut reason = match policy_key(category) {
+    let key = match detected {
+        Some(d) => policy_key_of(d),
+        None => policy_key(Category::Other),
+    };
+    let mut reason = match key {
         None if category == Category::Encrypted => {
             return AttachmentPlan::Remove {
                 kind: ActionKind::EncryptedRemoved,
@@ -214,18 +256,13 @@ pub fn attachment_plan(
         }
         None => "executable or script: always removed".to_string(),
         Some(key) => {
-            let action = match category {
-                Category::Image => cfg.image,
-                Category::Pdf => cfg.pdf,
-                Category::Office => cfg.office,
-                Category::Archive => cfg.archive,
-                Category::EncryptedArchive => cfg.encrypted_archive,
-                _ => cfg.other,
-            };
-            // `other` covers what no converter handles, except TNEF, which the disarm
-            // dispatch recognises by content and unpacks; the dispatch removes the rest
-            // with the same "other = remove" reason.
-            let dispatch_decides = matches!(category, Category::Other);
+            let action = action_of(cfg, key);
+            // The disarm dispatch decides, whatever the action, for: `other` (TNEF is
+            // recognised by content and unpacked; the rest is removed with the same
+            // "other = remove" reason) and legacy Office (an encrypted OLE2 document follows
+            // `encrypted_archive`, not `legacy_office`). `quarantine` is answered by the
+            // dispatch too (Verdict::Quarantine, with the original held).
+            let dispatch_decides = key == "other" || key == "legacy_office";
             if action == AttachmentAction::Remove && !dispatch_decides {
                 format!("{key} = remove")
             } else {
@@ -247,7 +284,7 @@ pub fn attachment_plan(
 mod tests {
     use super::*;
     use crate::mime::{ContentType, Flags};
-    use crate::sanitise::sniff::sniff;
+    use crate::sanitise::sniff::{self, sniff};
 
     fn part(t: &str, disp: Option<&str>, filename: Option<&str>) -> Part {
         Part {
@@ -386,6 +423,29 @@ mod tests {
             "application/octet-stream",
         );
         assert_eq!(kind, ActionKind::EncryptedRemoved);
+        // Text has its own key; legacy Office and `other` are decided by the dispatch.
+        let t = |cfg: &AttachmentPolicy, data: &[u8]| match attachment_plan(
+            cfg,
+            sniff::sniff_attachment(data),
+            "text/plain",
+        ) {
+            AttachmentPlan::Remove { reason, .. } => reason,
+            AttachmentPlan::Disarm { .. } => "disarm".into(),
+        };
+        assert_eq!(t(&cfg, b"a,b\r\n1,2\r\n"), "disarm");
+        let no_text = AttachmentPolicy {
+            text: AttachmentAction::Remove,
+            office: AttachmentAction::Remove,
+            ..AttachmentPolicy::default()
+        };
+        assert_eq!(t(&no_text, b"a,b\r\n1,2\r\n"), "text = remove");
+        assert_eq!(t(&no_text, b"<?xml version=\"1.0\"?><a/>"), "text = remove");
+        assert_eq!(t(&cfg, b"{\\rtf1 hello}"), "disarm");
+        assert_eq!(t(&no_text, b"{\\rtf1 hello}"), "disarm");
+        let d = sniff::sniff(b"{\\rtf1").unwrap();
+        assert_eq!(policy_key_of(d), Some("legacy_office"));
+        assert_eq!(action_of(&cfg, "legacy_office"), AttachmentAction::Remove);
+        assert_eq!(action_of(&cfg, "text"), AttachmentAction::Text);
         let strict = AttachmentPolicy {
             pdf: AttachmentAction::Remove,
             ..AttachmentPolicy::default()

@@ -30,7 +30,10 @@ pub enum Category {
     Html,
     /// S/MIME or PGP encrypted data.
     Encrypted,
-    /// Known formats with no better category (audio, video, XML, ...).
+    /// Plain text (and XML) without a binary signature: `text` policy, re-encoded to UTF-8 by
+    /// `cdr::text`, which checks the whole file and refuses what is not text after all.
+    Text,
+    /// Known formats with no better category (audio, video, ...).
     Other,
 }
 
@@ -190,6 +193,53 @@ pub fn sniff(data: &[u8]) -> Option<Detected> {
     sniff_markup(data)
 }
 
+/// [`sniff`] for an attachment: when no signature matches, content that reads as text
+/// (see [`looks_text`]) is `text` ([`Category::Text`]), so that the `text` policy, not
+/// `other`, decides it. Only for attachments: inside a part declared as text, "no signature"
+/// must stay `None` (the binary check looks for signatures past the sample).
+pub fn sniff_attachment(data: &[u8]) -> Option<Detected> {
+    sniff(data).or_else(|| {
+        looks_text(data).then_some(Detected {
+            name: "text",
+            category: Category::Text,
+        })
+    })
+}
+
+/// Whether a sample (the start of a file, maybe cut mid-character) reads as text: not empty,
+/// no NUL, control characters other than tab, CR, LF, FF and the ISO-2022-JP shifts (ESC, SO,
+/// SI) at most 1 % of it (or fewer than four), and it decodes without errors as UTF-8 (ASCII included) or as one
+/// of the Japanese charsets found by detection (Shift_JIS, EUC-JP, ISO-2022-JP). A text in
+/// another charset (Latin-1, GBK, UTF-16) is not recognised: it stays `other`. The decision
+/// is made on the sample up to its last line feed, so that a character cut at the end of the
+/// sample does not count as an error.
+pub fn looks_text(sample: &[u8]) -> bool {
+    if sample.is_empty() || memchr::memchr(0, sample).is_some() {
+        return false;
+    }
+    let ctrl = sample
+        .iter()
+        .filter(|&&b| matches!(b, 0x01..=0x08 | 0x0B | 0x10..=0x1A | 0x1C..=0x1F | 0x7F))
+        .count();
+    if ctrl >= 4 && ctrl * 100 > sample.len() {
+        return false;
+    }
+    let head = match memchr::memrchr(b'\n', sample) {
+        Some(i) if i + 1 < sample.len() => &sample[..=i],
+        _ => sample,
+    };
+    let decoded = crate::mime::charset::decode(None, head);
+    !decoded.had_errors && is_text_charset(decoded.charset)
+}
+
+/// The charsets [`looks_text`] accepts (names as `crate::mime::charset` reports them).
+pub fn is_text_charset(name: &str) -> bool {
+    matches!(
+        name,
+        "UTF-8" | "us-ascii" | "Shift_JIS" | "EUC-JP" | "ISO-2022-JP"
+    )
+}
+
 fn sniff_zip(data: &[u8]) -> Option<Detected> {
     use Category::*;
     // General purpose flag bit 0 of the first local header: the entry is encrypted.
@@ -329,7 +379,7 @@ fn sniff_markup(data: &[u8]) -> Option<Detected> {
         }
     }
     if lower.starts_with(b"<?xml") {
-        return d("xml", Other);
+        return d("xml", Text);
     }
     None
 }
@@ -573,6 +623,36 @@ mod tests {
         assert_eq!(name(b"M"), None);
         assert_eq!(name(b"BM is a brand"), None);
         assert_eq!(name(b"<not really markup"), None);
+    }
+
+    #[test]
+    fn attachments_that_read_as_text() {
+        let t = |data: &[u8]| sniff_attachment(data).map(|d| (d.name, d.category));
+        let text = Some(("text", Category::Text));
+        assert_eq!(t(b"Hello, this is text.\r\n"), text);
+        assert_eq!(t("お世話になっております。\n".as_bytes()), text);
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("氏名,住所\n山田,東京\n");
+        assert_eq!(t(&sjis), text);
+        assert_eq!(t(b"\x1b$B$3$s$K$A$O\x1b(B\r\n"), text);
+        // A sample cut in the middle of a character is still text.
+        let mut cut = "一行目\n二行目".as_bytes().to_vec();
+        cut.pop();
+        assert_eq!(t(&cut), text);
+        assert_eq!(
+            t(b"<?xml version=\"1.0\"?><a/>"),
+            Some(("xml", Category::Text))
+        );
+        // Signatures first; binary, empty and non-Japanese 8-bit text are not text.
+        assert_eq!(t(b"%PDF-1.7\n"), Some(("pdf", Category::Pdf)));
+        assert_eq!(t(b"text\0with NUL"), None);
+        assert_eq!(t(b""), None);
+        assert_eq!(t(&[b'a', 1, 2, 3, 4, 5, 6]), None);
+        assert_eq!(
+            t(b"Caf\xe9 cr\xe8me br\xfbl\xe9e \xe0 la carte, na\xefve\n"),
+            None
+        );
+        // Plain sniffing still leaves text undetected (the binary check of text parts).
+        assert_eq!(sniff(b"Hello\r\n"), None);
     }
 
     #[test]
