@@ -148,6 +148,9 @@ max_connections_per_client = $((SESSIONS + 10))
 [delivery]
 next_hop = "127.0.0.1:$sink_port"
 tls = "none"
+[admin]
+enabled = false
+
 [spool]
 dir = "$dir/spool"
 [quarantine]

@@ -109,6 +109,9 @@ relay_domains = ["city.example.lg.jp"]
 [delivery]
 next_hop = "127.0.0.1:$sink_port_m"
 tls = "none"
+[admin]
+enabled = false
+
 [spool]
 dir = "$work/mugaika/spool"
 [quarantine]

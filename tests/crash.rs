@@ -198,6 +198,9 @@ connect_timeout = "2s"
 command_timeout = "20s"
 concurrency = 8
 
+[admin]
+enabled = false
+
 [spool]
 dir = "{spool}"
 

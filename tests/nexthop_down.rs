@@ -235,6 +235,9 @@ retry = ["1s"]
 connect_timeout = "1s"
 command_timeout = "10s"
 
+[admin]
+enabled = false
+
 [spool]
 dir = "{spool}"
 

@@ -59,7 +59,7 @@ impl Serve {
                  allowed_clients = [\"127.0.0.0/8\"]\nrelay_domains = [\"city.example.lg.jp\"]\n\
                  {server}\n\
                  [delivery]\nnext_hop = \"{next_hop}\"\ntls = \"none\"\nretry = [\"1s\"]\n\
-                 [spool]\ndir = \"{spool}\"\n[quarantine]\ndir = \"{quarantine}\"\n\
+                 [admin]\nenabled = false\n[spool]\ndir = \"{spool}\"\n[quarantine]\ndir = \"{quarantine}\"\n\
                  [sanitize]\n{sanitize}\n[log]\nlevel = \"info\"\n",
                 spool = dir.join("spool").display(),
                 quarantine = dir.join("quarantine").display(),

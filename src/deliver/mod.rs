@@ -22,7 +22,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -96,8 +96,12 @@ pub async fn run(
     spool: Arc<Spool>,
     new_ids: mpsc::UnboundedReceiver<String>,
     shutdown: impl Future<Output = ()>,
+    reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), DeliverError> {
-    QueueManager::new(cfg, spool)?.run(new_ids, shutdown).await
+    QueueManager::new(cfg, spool)?
+        .reloads(reloads)
+        .run(new_ids, shutdown)
+        .await
 }
 
 /// State shared by the manager and its delivery tasks.
@@ -120,6 +124,7 @@ struct Outcome {
 pub struct QueueManager {
     shared: Arc<Shared>,
     rescan: Duration,
+    reloads: Option<watch::Receiver<Arc<Config>>>,
 }
 
 impl QueueManager {
@@ -129,7 +134,16 @@ impl QueueManager {
         Ok(QueueManager {
             shared: Arc::new(Shared { cfg, spool, client }),
             rescan: DEFAULT_RESCAN,
+            reloads: None,
         })
+    }
+
+    /// Takes each configuration published on `reloads` (already validated) for the attempts
+    /// started afterwards: next hop, TLS, retry schedule, concurrency. Attempts in flight
+    /// finish under the configuration they started with.
+    pub fn reloads(mut self, reloads: watch::Receiver<Arc<Config>>) -> QueueManager {
+        self.reloads = Some(reloads);
+        self
     }
 
     /// Sets how often the spool is rescanned (tests use a short interval).
@@ -147,8 +161,9 @@ impl QueueManager {
         mut new_ids: mpsc::UnboundedReceiver<String>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), DeliverError> {
-        let sh = self.shared;
-        let concurrency = sh.cfg.delivery.concurrency.max(1);
+        let mut sh = self.shared;
+        let mut reloads = self.reloads;
+        let mut concurrency = sh.cfg.delivery.concurrency.max(1);
         let mut sched = Schedule::default();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
@@ -232,6 +247,31 @@ impl QueueManager {
                         Err(e) => tracing::error!(error = %e, "delivery: cannot scan the spool"),
                     }
                 }
+                changed = async {
+                    match reloads.as_mut() {
+                        Some(r) => r.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => match changed {
+                    Ok(()) => {
+                        let cfg = reloads
+                            .as_mut()
+                            .map(|r| r.borrow_and_update().clone())
+                            .unwrap_or_else(|| sh.cfg.clone());
+                        match Client::new(&cfg) {
+                            Ok(client) => {
+                                concurrency = cfg.delivery.concurrency.max(1);
+                                sh = Arc::new(Shared { cfg, spool: sh.spool.clone(), client });
+                                tracing::info!("delivery: configuration reloaded");
+                            }
+                            Err(e) => tracing::error!(
+                                error = %e,
+                                "delivery: reload refused, old configuration kept"
+                            ),
+                        }
+                    }
+                    Err(_) => reloads = None,
+                },
                 () = tokio::time::sleep(wake) => {}
             }
         }

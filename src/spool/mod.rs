@@ -180,9 +180,36 @@ impl Spool {
             }
             Err(fs::TryLockError::Error(e)) => return Err(ctx(e, "cannot lock", &lock_path)),
         }
+        // The lock file names the serving process, for `mugaika reload` (SIGHUP).
+        {
+            use std::io::Write as _;
+            let mut f = &lock;
+            f.set_len(0)
+                .and_then(|()| writeln!(f, "{}", std::process::id()))
+                .map_err(|e| ctx(e, "cannot write", &lock_path))?;
+        }
         let mut spool = Spool::layout(dir, Some(lock))?;
         spool.recovered = spool.recover()?;
         Ok(spool)
+    }
+
+    /// The process id of the server holding the spool at `dir`, or `None` when no server
+    /// holds it (the lock is free).
+    pub fn server_pid(dir: &Path) -> io::Result<Option<u32>> {
+        let lock_path = dir.join(LOCK);
+        let lock = match File::open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ctx(e, "cannot open", &lock_path)),
+        };
+        match lock.try_lock_shared() {
+            // Nobody holds it exclusively: no server.
+            Ok(()) => return Ok(None),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(ctx(e, "cannot lock", &lock_path)),
+        }
+        let text = fs::read_to_string(&lock_path).map_err(|e| ctx(e, "cannot read", &lock_path))?;
+        Ok(text.trim().parse().ok())
     }
 
     /// Opens an existing spool without locking or recovery, for the `mugaika queue` commands

@@ -429,6 +429,11 @@ pub struct ServeConfig {
     pub server: Vec<String>,
     pub delivery: Vec<String>,
     pub sanitize: Vec<String>,
+    /// `key = value` lines for `[admin]`; none: the admin listener is disabled (tests run
+    /// many servers at once, and its default port is fixed).
+    pub admin: Vec<String>,
+    /// Raw TOML appended at the end (e.g. `[[policy]]` tables).
+    pub extra: String,
 }
 
 impl ServeConfig {
@@ -440,6 +445,8 @@ impl ServeConfig {
             server: Vec::new(),
             delivery: Vec::new(),
             sanitize: Vec::new(),
+            admin: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -474,6 +481,14 @@ impl ServeConfig {
             t += &format!("{l}\n");
         }
         t += "\n[log]\nformat = \"text\"\nlevel = \"info\"\n";
+        t += "\n[admin]\n";
+        if self.admin.is_empty() {
+            t += "enabled = false\n";
+        }
+        for l in &self.admin {
+            t += &format!("{l}\n");
+        }
+        t += &self.extra;
         t
     }
 }
@@ -526,6 +541,11 @@ impl Mugaika {
 
     pub fn log(&self) -> String {
         tail(&self.dir.join("mugaika.log"), 60)
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`, ...) to the server.
+    pub fn signal(&self, sig: &str) {
+        self.proc.signal(sig);
     }
 
     /// `mugaika queue list` output.
@@ -993,4 +1013,70 @@ pub fn read_all(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
         }
     }
     all
+}
+
+// ---------------------------------------------------------------------------------------------
+// A plain SMTP client for tests that need per-transaction replies.
+
+/// Sends one message in its own connection (EHLO, MAIL, RCPT..., DATA, QUIT), bounded by
+/// `limit` per read. Returns the reply code to the end of data, or a description of the first
+/// unexpected reply or I/O error. `data` must use CRLF and must not contain a line with a lone
+/// dot (no dot-stuffing is done).
+pub fn smtp_send(
+    addr: SocketAddr,
+    from: &str,
+    rcpts: &[&str],
+    data: &[u8],
+    limit: Duration,
+) -> Result<u16, String> {
+    fn reply(r: &mut std::io::BufReader<TcpStream>) -> Result<(u16, String), String> {
+        use std::io::BufRead;
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = r.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err(format!("connection closed after {text:?}"));
+            }
+            text.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Ok((code, text));
+            }
+        }
+    }
+    let stream = TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(limit)).ok();
+    stream.set_write_timeout(Some(limit)).ok();
+    let mut w = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut r = std::io::BufReader::new(stream);
+    let mut step = |cmd: Option<&[u8]>, want: u16| -> Result<u16, String> {
+        if let Some(c) = cmd {
+            w.write_all(c).map_err(|e| format!("write: {e}"))?;
+        }
+        let (code, text) = reply(&mut r)?;
+        if code / 100 != want / 100 {
+            return Err(format!(
+                "{}: {}",
+                String::from_utf8_lossy(cmd.unwrap_or(b"greeting")).trim(),
+                text.trim()
+            ));
+        }
+        Ok(code)
+    };
+    step(None, 220)?;
+    step(Some(b"EHLO client.test\r\n"), 250)?;
+    step(Some(format!("MAIL FROM:<{from}>\r\n").as_bytes()), 250)?;
+    for rcpt in rcpts {
+        step(Some(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250)?;
+    }
+    step(Some(b"DATA\r\n"), 354)?;
+    let mut body = data.to_vec();
+    if !body.ends_with(b"\r\n") {
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b".\r\n");
+    let code = step(Some(&body), 250)?;
+    let _ = step(Some(b"QUIT\r\n"), 221);
+    Ok(code)
 }

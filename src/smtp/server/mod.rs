@@ -11,6 +11,14 @@
 //!
 //! The session is generic over [`Store`] and [`Sanitize`] (see [`store`]); [`run`] is the
 //! production entry point over the real spool and pipeline.
+//!
+//! Live reload ([`Server::reload`], SIGHUP): everything a session reads from the
+//! configuration lives in one [`Shared`] generation. A reload builds a new generation from the
+//! new configuration (TLS certificate, relay domains, sanitiser, policies) that shares the
+//! connection limits, the per-client counts and the shutdown channel with the old one, and
+//! swaps it in: connections accepted afterwards use it, while every session already running
+//! keeps the `Arc` of the generation it started with, so it finishes under the configuration
+//! it began with. Listen addresses and `max_connections` need a restart (a warning is logged).
 
 mod io;
 pub mod received;
@@ -21,7 +29,7 @@ mod tls;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -50,17 +58,34 @@ pub enum ServerError {
 
 /// Runs the SMTP server over the real spool and pipeline until `shutdown` completes, then
 /// drains (see the module documentation). The id of every committed message is sent on
-/// `queued`.
+/// `queued`. Each configuration published on `reloads` (already validated) is served from
+/// then on ([`Server::reload`]).
 pub async fn run(
     cfg: Arc<Config>,
     spool: Arc<Spool>,
     queued: mpsc::UnboundedSender<String>,
     shutdown: impl Future<Output = ()> + Send,
+    mut reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), ServerError> {
     let sanitizer: Arc<dyn Sanitize> = Arc::new(Pipeline::new(cfg.clone()));
     let server = Server::new(cfg, spool, sanitizer, Some(queued))?;
     let listeners = server.bind().await?;
+    let reloader = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            while reloads.changed().await.is_ok() {
+                let cfg = reloads.borrow_and_update().clone();
+                match server.reload(cfg, None) {
+                    Ok(()) => tracing::info!("smtp: configuration reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "smtp: reload refused, old configuration kept")
+                    }
+                }
+            }
+        })
+    };
     server.serve(listeners, shutdown).await;
+    reloader.abort();
     Ok(())
 }
 
@@ -73,12 +98,46 @@ pub(crate) struct Shared<S: Store> {
     tls: Option<TlsAcceptor>,
     /// `relay_domains`, lower-cased, without a trailing dot.
     relay_domains: Vec<String>,
+    // Shared by every configuration generation (see the module documentation).
     connections: Arc<Semaphore>,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
-    shutdown: watch::Sender<bool>,
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    shutdown: Arc<watch::Sender<bool>>,
 }
 
 impl<S: Store> Shared<S> {
+    /// One configuration generation over the state every generation shares.
+    fn generation(
+        cfg: Arc<Config>,
+        store: Arc<S>,
+        sanitizer: Arc<dyn Sanitize>,
+        queued: Option<mpsc::UnboundedSender<String>>,
+        connections: Arc<Semaphore>,
+        per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+        shutdown: Arc<watch::Sender<bool>>,
+    ) -> Result<Shared<S>, ServerError> {
+        let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key)?),
+            _ => None,
+        };
+        let relay_domains = cfg
+            .server
+            .relay_domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        Ok(Shared {
+            cfg,
+            store,
+            sanitizer,
+            queued,
+            tls,
+            relay_domains,
+            connections,
+            per_client,
+            shutdown,
+        })
+    }
+
     /// Whether mail for `domain` (lower-case) may be relayed. An empty list means any domain
     /// (config validation allows that only for loopback-only `allowed_clients`); an entry
     /// starting with a dot matches the subdomains of what follows it.
@@ -98,15 +157,16 @@ impl<S: Store> Shared<S> {
     }
 }
 
-/// The SMTP server. Cheap to clone; all clones share connections, limits and shutdown.
+/// The SMTP server. Cheap to clone; all clones share connections, limits, shutdown and the
+/// current configuration generation.
 pub struct Server<S: Store> {
-    shared: Arc<Shared<S>>,
+    current: Arc<RwLock<Arc<Shared<S>>>>,
 }
 
 impl<S: Store> Clone for Server<S> {
     fn clone(&self) -> Self {
         Server {
-            shared: self.shared.clone(),
+            current: self.current.clone(),
         }
     }
 }
@@ -141,36 +201,68 @@ impl<S: Store> Server<S> {
         sanitizer: Arc<dyn Sanitize>,
         queued: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<Server<S>, ServerError> {
-        let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key)?),
-            _ => None,
-        };
-        let relay_domains = cfg
-            .server
-            .relay_domains
-            .iter()
-            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
-            .collect();
         let (shutdown, _) = watch::channel(false);
+        let shared = Shared::generation(
+            cfg.clone(),
+            store,
+            sanitizer,
+            queued,
+            Arc::new(Semaphore::new(cfg.server.max_connections)),
+            Arc::new(Mutex::new(HashMap::new())),
+            Arc::new(shutdown),
+        )?;
         Ok(Server {
-            shared: Arc::new(Shared {
-                connections: Arc::new(Semaphore::new(cfg.server.max_connections)),
-                per_client: Mutex::new(HashMap::new()),
-                cfg,
-                store,
-                sanitizer,
-                queued,
-                tls,
-                relay_domains,
-                shutdown,
-            }),
+            current: Arc::new(RwLock::new(Arc::new(shared))),
         })
+    }
+
+    /// The current configuration generation.
+    fn shared(&self) -> Arc<Shared<S>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The configuration new connections are served under.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared().cfg.clone()
+    }
+
+    /// Serves connections accepted from now on under `cfg` (with `sanitizer`, or the real
+    /// pipeline over `cfg` when `None`); sessions in flight finish under the configuration they
+    /// started with. On error (e.g. an unreadable TLS certificate) nothing changes.
+    pub fn reload(
+        &self,
+        cfg: Arc<Config>,
+        sanitizer: Option<Arc<dyn Sanitize>>,
+    ) -> Result<(), ServerError> {
+        let old = self.shared();
+        if cfg.server.listen != old.cfg.server.listen {
+            tracing::warn!("reload: server.listen changed; the new addresses need a restart");
+        }
+        if cfg.server.max_connections != old.cfg.server.max_connections {
+            tracing::warn!("reload: server.max_connections changed; it needs a restart");
+        }
+        let sanitizer =
+            sanitizer.unwrap_or_else(|| Arc::new(Pipeline::new(cfg.clone())) as Arc<dyn Sanitize>);
+        let next = Shared::generation(
+            cfg,
+            old.store.clone(),
+            sanitizer,
+            old.queued.clone(),
+            old.connections.clone(),
+            old.per_client.clone(),
+            old.shutdown.clone(),
+        )?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
     }
 
     /// Binds every `server.listen` address.
     pub async fn bind(&self) -> Result<Vec<TcpListener>, ServerError> {
         let mut out = Vec::new();
-        for &addr in &self.shared.cfg.server.listen {
+        for &addr in &self.shared().cfg.server.listen {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServerError::Bind { addr, source })?;
@@ -181,7 +273,7 @@ impl<S: Store> Server<S> {
 
     /// Tells every session to finish its transaction and close; new connections get 421.
     pub fn begin_shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
+        self.shared().shutdown.send_replace(true);
     }
 
     /// Accepts on `listeners` until `shutdown` completes, then drains the sessions (bounded by
@@ -213,7 +305,7 @@ impl<S: Store> Server<S> {
         self.begin_shutdown();
         acceptors.shutdown().await;
         drop(rx);
-        let limit = self.shared.cfg.server.shutdown_timeout.0;
+        let limit = self.shared().cfg.server.shutdown_timeout.0;
         let drained = tokio::time::timeout(limit, async {
             while sessions.join_next().await.is_some() {}
         })
@@ -232,7 +324,7 @@ impl<S: Store> Server<S> {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let shared = &self.shared;
+        let shared = &self.shared();
         let ip = peer.ip().to_canonical();
         let host = &shared.cfg.server.hostname;
         if !shared
