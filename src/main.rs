@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// The quarantine of originals: list, show, export, release, purge.
+    Quarantine {
+        #[command(subcommand)]
+        action: mugaika::quarantine::cli::Command,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,6 +157,7 @@ fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Queue { action } => queue(action),
+        Command::Quarantine { action } => ExitCode::from(mugaika::quarantine::cli::run(action)),
     }
 }
 
@@ -185,7 +191,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("quarantine {}", cfg.quarantine.dir.display()))?;
     let spool = Spool::open(&cfg.spool.dir)
         .with_context(|| format!("spool {}", cfg.spool.dir.display()))?
-        .with_quarantine(quarantine);
+        .with_quarantine(quarantine.clone());
     let spool = Arc::new(spool);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -204,6 +210,12 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             spool = %cfg.spool.dir.display(),
             "mugaika starting"
         );
+        // Retention: a first purge at once (it also re-indexes orphan blobs), then every
+        // purge_interval.
+        let purger = tokio::spawn(mugaika::quarantine::purge_every(
+            quarantine.clone(),
+            cfg.quarantine.purge_interval.0,
+        ));
         let manager = tokio::spawn(deliver::run(
             cfg.clone(),
             spool.clone(),
@@ -229,6 +241,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         // The server also ends on its own after a bind or TLS error: stop the manager then
         // too (its deliveries in flight finish or stay queued; nothing is lost).
         signals.abort();
+        purger.abort();
         let _ = stop_tx.send(true);
         manager
             .await

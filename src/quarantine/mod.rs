@@ -206,7 +206,13 @@ struct Inner {
     store: store::BlobStore,
     index: Box<dyn Index>,
     retention: Duration,
+    /// When [`Quarantine::recover_orphans`] last looked (it then looks only at newer blobs).
+    last_recovery: std::sync::Mutex<Option<SystemTime>>,
 }
+
+/// Blobs younger than this may have their index row being written right now: orphan
+/// recovery leaves them to its next run.
+const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Quarantine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,6 +260,7 @@ impl Quarantine {
                 store,
                 index,
                 retention,
+                last_recovery: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -349,24 +356,34 @@ impl Quarantine {
 
     /// Puts blobs that have no index row (a crash between the blob's rename and the row's
     /// commit) back in the index from the metadata inside them, as `held`, and removes
-    /// temporary blobs older than an hour. Returns how many were re-indexed.
+    /// temporary blobs older than an hour. The first call in a process looks at every blob,
+    /// later ones only at blobs written since the previous call (less a margin); blobs younger
+    /// than a minute are left for the next call (their row may be being written). Returns how
+    /// many were re-indexed.
     pub fn recover_orphans(&self) -> Result<usize, QuarantineError> {
         self.inner
             .store
             .remove_stale_temporaries(Duration::from_secs(3600))?;
+        let started = SystemTime::now();
+        let since = self
+            .inner
+            .last_recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .and_then(|t| t.checked_sub(Duration::from_secs(3600)));
+        let before = started.checked_sub(ORPHAN_GRACE).unwrap_or(UNIX_EPOCH);
         let mut n = 0;
-        for id in self.inner.store.ids()? {
+        for id in self.inner.store.ids_modified(since, before)? {
             if self.inner.index.get(&id)?.is_some() {
                 continue;
             }
             match self.inner.store.get(&id) {
                 Ok(opened) => {
-                    let entry = opened.entry;
-                    let rec = opened.stored.record(&entry);
+                    let rec = opened.stored.record(&opened.entry);
                     self.inner.index.insert(&rec)?;
                     tracing::warn!(
                         id,
-                        "quarantine: orphan blob re-indexed (crash before its row)"
+                        "quarantine: orphan blob re-indexed (a crash came before its index row)"
                     );
                     n += 1;
                 }
@@ -375,6 +392,11 @@ impl Quarantine {
                 }
             }
         }
+        *self
+            .inner
+            .last_recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(before);
         Ok(n)
     }
 
@@ -492,5 +514,21 @@ pub fn kept_reason(report: &crate::pipeline::Report) -> String {
         "encrypted archive".into()
     } else {
         report.status.clone()
+    }
+}
+
+/// `serve`'s retention task: [`Quarantine::purge`] at once, then every `interval`, each run on
+/// a blocking thread (the index may be PostgreSQL). Runs until aborted.
+pub async fn purge_every(q: Quarantine, interval: Duration) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let q2 = q.clone();
+        match tokio::task::spawn_blocking(move || q2.purge(SystemTime::now())).await {
+            Ok(Ok(n)) => tracing::debug!(purged = n, "quarantine: purge run"),
+            Ok(Err(e)) => tracing::error!(error = %e, "quarantine: purge failed"),
+            Err(e) => tracing::error!(error = %e, "quarantine: purge task failed"),
+        }
     }
 }

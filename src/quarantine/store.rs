@@ -439,6 +439,29 @@ impl BlobStore {
         Ok(ids)
     }
 
+    /// Ids of the blobs last modified between `since` (None: any time) and `before`.
+    pub fn ids_modified(
+        &self,
+        since: Option<SystemTime>,
+        before: SystemTime,
+    ) -> Result<Vec<String>, QuarantineError> {
+        let mut ids = Vec::new();
+        for e in fs::read_dir(&self.blobs).map_err(|e| ctx(e, "cannot list", &self.blobs))? {
+            let e = e.map_err(|e| ctx(e, "cannot list", &self.blobs))?;
+            let Some(id) = blob_id(&e.file_name()) else {
+                continue;
+            };
+            let Ok(mtime) = e.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            if mtime < before && since.is_none_or(|s| mtime >= s) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Some blob's id, if there is any.
     pub fn any_blob_id(&self) -> Result<Option<String>, QuarantineError> {
         for e in fs::read_dir(&self.blobs).map_err(|e| ctx(e, "cannot list", &self.blobs))? {
