@@ -103,7 +103,8 @@ fn authorize(st: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
     }
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        // UTF-8, not only visible ASCII: the token may be any text the configuration holds.
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())

@@ -221,7 +221,7 @@ fn when(t: SystemTime, lang: Lang) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:0;background:#f5f6f8;color:#222}\
+const STYLE: &str = "body{font-family:\"Noto Sans CJK JP\",\"IPAexGothic\",\"Yu Gothic\",Meiryo,sans-serif;margin:0;background:#f5f6f8;color:#222}\
 header{background:#1d3b5a;color:#fff;padding:.6em 1em;display:flex;align-items:center;gap:1em}\
 header h1{font-size:1.1em;margin:0;flex:1}header a{color:#fff}\
 main{padding:1em}table{border-collapse:collapse;background:#fff;width:100%;margin:.5em 0 1.2em}\
