@@ -361,6 +361,12 @@ impl Quarantine {
     /// than a minute are left for the next call (their row may be being written). Returns how
     /// many were re-indexed.
     pub fn recover_orphans(&self) -> Result<usize, QuarantineError> {
+        self.recover_orphans_with_grace(ORPHAN_GRACE)
+    }
+
+    /// [`Quarantine::recover_orphans`] with blobs younger than `grace` left alone (tests use
+    /// zero after killing a writer; a live relay must keep the default).
+    pub fn recover_orphans_with_grace(&self, grace: Duration) -> Result<usize, QuarantineError> {
         self.inner
             .store
             .remove_stale_temporaries(Duration::from_secs(3600))?;
@@ -371,7 +377,7 @@ impl Quarantine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .and_then(|t| t.checked_sub(Duration::from_secs(3600)));
-        let before = started.checked_sub(ORPHAN_GRACE).unwrap_or(UNIX_EPOCH);
+        let before = started.checked_sub(grace).unwrap_or(UNIX_EPOCH);
         let mut n = 0;
         for id in self.inner.store.ids_modified(since, before)? {
             if self.inner.index.get(&id)?.is_some() {

@@ -454,7 +454,7 @@ impl BlobStore {
             let Ok(mtime) = e.metadata().and_then(|m| m.modified()) else {
                 continue;
             };
-            if mtime < before && since.is_none_or(|s| mtime >= s) {
+            if mtime <= before && since.is_none_or(|s| mtime >= s) {
                 ids.push(id);
             }
         }
