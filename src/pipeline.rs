@@ -48,6 +48,23 @@ pub struct Context {
     pub quarantine_id: Option<String>,
     /// Where to spill large text (defaults to `sanitize.temp_dir`, then the system temp dir).
     pub temp_dir: Option<PathBuf>,
+    /// The `[sanitize]` settings of the `[[policy]]` rule that applies, used instead of the
+    /// configuration's own (see [`crate::policy`]).
+    pub sanitize: Option<crate::config::SanitizeConfig>,
+    /// The name of that rule (report and audit record); `None` for the global settings.
+    pub policy: Option<String>,
+    /// The sender is a first contact and the first-contact rule applies (the notice says so).
+    pub first_contact: bool,
+}
+
+impl Context {
+    /// `cfg`, or `cfg` with the rule's `[sanitize]` settings when one applies.
+    fn config<'a>(&self, cfg: &'a Config) -> std::borrow::Cow<'a, Config> {
+        match &self.sanitize {
+            Some(s) => std::borrow::Cow::Owned(cfg.with_sanitize(s.clone())),
+            None => std::borrow::Cow::Borrowed(cfg),
+        }
+    }
 }
 
 /// What was done, for the JSON report and the audit record.
@@ -65,6 +82,12 @@ pub struct Report {
     pub output_charset: String,
     /// Number of attachments delivered.
     pub attachments: usize,
+    /// The `[[policy]]` rule applied, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The first-contact rule applied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub first_contact: bool,
 }
 
 /// Why no clean message was written.
@@ -100,6 +123,7 @@ pub fn sanitize_reader<R: Read>(
     ctx: &Context,
     output: &Path,
 ) -> Result<Report, SanitizeError> {
+    let cfg = &*ctx.config(cfg);
     let deadline = Deadline::new(cfg.sanitize.timeout.0);
     guarded(output, || run(input, cfg, ctx, output, &deadline))
 }
@@ -357,6 +381,8 @@ fn write_and_verify(
             crate::config::OutputCharset::Iso2022Jp => "iso-2022-jp".into(),
         },
         attachments: model.attachments.len(),
+        policy: ctx.policy.clone(),
+        first_contact: ctx.first_contact,
     })
 }
 
@@ -370,6 +396,7 @@ pub fn notice_only(
     reason: &str,
     output: &Path,
 ) -> Result<Report, SanitizeError> {
+    let cfg = &*ctx.config(cfg);
     guarded(output, || {
         let (headers, input_bytes) =
             panic::catch_unwind(AssertUnwindSafe(|| read_headers_best_effort(input, cfg)))

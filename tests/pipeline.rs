@@ -73,6 +73,7 @@ fn ctx() -> Context {
         ),
         quarantine_id: Some("Q20250401-0001".into()),
         temp_dir: None,
+        ..Context::default()
     }
 }
 

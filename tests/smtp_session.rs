@@ -112,6 +112,12 @@ impl Entry for MemEntry {
     fn clean_path(&self) -> &Path {
         &self.clean
     }
+    fn group_clean_path(&self, group: usize) -> PathBuf {
+        match group {
+            0 => self.clean.clone(),
+            n => self.dir.join(format!("clean.{n}")),
+        }
+    }
     fn scratch_path(&self, suffix: &str) -> PathBuf {
         self.dir
             .parent()

@@ -480,30 +480,50 @@ async fn deliver_entry(sh: Arc<Shared>, id: String) -> Outcome {
         .map(|(i, _)| i)
         .collect();
     if !pending_idx.is_empty() {
-        let clean = sh.spool.clean_path(&env.id);
-        let result = {
+        // One transaction per clean message: recipients under different policy rules get
+        // different clean messages of the same original (`Recipient::clean`).
+        let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for &i in &pending_idx {
+            let name = env.recipients.get(i).and_then(|r| r.clean.clone());
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((name, vec![i])),
+            }
+        }
+        let mut results = Vec::with_capacity(groups.len());
+        for (name, idx) in &groups {
+            let clean = match name {
+                Some(n) => sh.spool.entry_file(&env.id, n),
+                None => sh.spool.clean_path(&env.id),
+            };
             let tx = Transaction {
                 sender: &env.sender,
-                recipients: pending_idx
+                recipients: idx
                     .iter()
                     .filter_map(|&i| env.recipients.get(i).map(|r| r.addr.as_str()))
                     .collect(),
                 clean: &clean,
             };
-            sh.client.send(&hop, &tx).await
-        };
+            results.push(sh.client.send(&hop, &tx).await);
+        }
         let now = now_ms();
         let host = client::hop_host(&hop).to_string();
         env.attempts = env.attempts.saturating_add(1);
-        for (k, &i) in pending_idx.iter().enumerate() {
+        let per_rcpt = groups.iter().zip(&results).flat_map(|((_, idx), result)| {
+            idx.iter()
+                .enumerate()
+                .map(move |(k, &i)| (i, result.as_ref().map(|o| o.get(k))))
+        });
+        let per_rcpt: Vec<_> = per_rcpt.collect();
+        for (i, result) in per_rcpt {
             let Some(r) = env.recipients.get_mut(i) else {
                 continue;
             };
             r.attempts = r.attempts.saturating_add(1);
             r.updated_at = now;
             match &result {
-                Ok(outcomes) => {
-                    let (state, reply) = match outcomes.get(k) {
+                Ok(outcome) => {
+                    let (state, reply) = match outcome {
                         Some(RcptOutcome::Delivered(x)) => (RcptState::Delivered, x.to_string()),
                         Some(RcptOutcome::Bounced(x)) => (RcptState::Bounced, x.to_string()),
                         Some(RcptOutcome::Deferred(x)) => (RcptState::Pending, x.to_string()),

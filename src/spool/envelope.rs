@@ -53,6 +53,11 @@ pub struct Recipient {
     /// When `state` last changed (Unix ms); 0 if never.
     #[serde(default)]
     pub updated_at: u64,
+    /// The clean message this recipient gets, a file name inside the entry; `None` for the
+    /// entry's `clean`. Recipients under different policy rules get different clean messages
+    /// of one original (issue 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean: Option<String>,
 }
 
 impl Recipient {
@@ -66,6 +71,7 @@ impl Recipient {
             remote_mta: None,
             dsn_done: false,
             updated_at: 0,
+            clean: None,
         }
     }
 }

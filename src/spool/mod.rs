@@ -341,6 +341,11 @@ impl Spool {
         })
     }
 
+    /// The quarantine originals are kept in, if any.
+    pub fn quarantine(&self) -> Option<&crate::quarantine::Quarantine> {
+        self.quarantine.as_ref()
+    }
+
     /// Keeps the original of every entry committed with [`Incoming::commit_kept`] in
     /// `quarantine`, durably, before the commit returns (and so before the 250).
     pub fn with_quarantine(mut self, quarantine: crate::quarantine::Quarantine) -> Spool {
@@ -428,6 +433,16 @@ impl Spool {
         self.queue.join(id).join(CLEAN)
     }
 
+    /// Another clean message of a queued entry (`Recipient::clean`, e.g. `clean.1`). A name
+    /// that is not one of ours (the envelope is data on disk) gives the entry's `clean`.
+    pub fn entry_file(&self, id: &str, name: &str) -> PathBuf {
+        if group_of(name).is_some() {
+            self.queue.join(id).join(name)
+        } else {
+            self.clean_path(id)
+        }
+    }
+
     /// The original message of a queued entry.
     pub fn original_path(&self, id: &str) -> PathBuf {
         self.queue.join(id).join(ORIGINAL)
@@ -485,6 +500,15 @@ impl Incoming {
         &self.clean
     }
 
+    /// Where the pipeline writes the clean message of recipient group `group` (0 is
+    /// [`Incoming::clean_path`]); recipients get theirs through `Recipient::clean`.
+    pub fn group_clean_path(&self, group: usize) -> PathBuf {
+        match group {
+            0 => self.clean.clone(),
+            n => self.dir.join(group_file(n)),
+        }
+    }
+
     /// The open original file, for streaming the received data into it.
     pub fn original_file(&mut self) -> &mut File {
         &mut self.file
@@ -519,6 +543,26 @@ impl Incoming {
             .map_err(|e| ctx(e, "cannot stat", &self.clean))?
             .len();
         drop(clean);
+        // The other groups' clean messages (recipients under other policy rules).
+        let mut synced = std::collections::BTreeSet::new();
+        for name in envelope
+            .recipients
+            .iter()
+            .filter_map(|r| r.clean.as_deref())
+        {
+            if group_of(name).is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad clean message name {name:?}"),
+                ));
+            }
+            if synced.insert(name) {
+                let path = self.dir.join(name);
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| ctx(e, "cannot fsync", &path))?;
+            }
+        }
         if let (Some(q), Some(entry)) = (&self.quarantine, keep) {
             q.keep(entry, &self.original).map_err(|e| match e {
                 crate::quarantine::QuarantineError::Io(e) => e,
@@ -543,6 +587,20 @@ impl Incoming {
         self.done = true;
         Ok(())
     }
+}
+
+/// The file name of recipient group `n`'s clean message (n ≥ 1).
+pub fn group_file(n: usize) -> String {
+    format!("{CLEAN}.{n}")
+}
+
+/// The group number of a clean message name of ours, `clean.N` with N ≥ 1.
+fn group_of(name: &str) -> Option<usize> {
+    let n = name.strip_prefix(CLEAN)?.strip_prefix('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.len() > 6 {
+        return None;
+    }
+    n.parse().ok().filter(|&n| n >= 1)
 }
 
 impl Drop for Incoming {

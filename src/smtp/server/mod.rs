@@ -54,6 +54,8 @@ pub enum ServerError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Runs the SMTP server over the real spool and pipeline until `shutdown` completes, then
@@ -94,6 +96,8 @@ pub(crate) struct Shared<S: Store> {
     cfg: Arc<Config>,
     store: Arc<S>,
     sanitizer: Arc<dyn Sanitize>,
+    /// The `[[policy]]` rules of `cfg`, compiled once per generation.
+    policies: Arc<crate::policy::Policies>,
     queued: Option<mpsc::UnboundedSender<String>>,
     tls: Option<TlsAcceptor>,
     /// `relay_domains`, lower-cased, without a trailing dot.
@@ -125,7 +129,10 @@ impl<S: Store> Shared<S> {
             .iter()
             .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
             .collect();
+        let policies =
+            crate::policy::Policies::new(&cfg).map_err(|e| ServerError::Config(e.to_string()))?;
         Ok(Shared {
+            policies: Arc::new(policies),
             cfg,
             store,
             sanitizer,

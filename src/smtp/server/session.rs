@@ -748,76 +748,135 @@ where
             name: String::new(),
             esmtp: false,
         });
-        let received = received_value(&TraceInfo {
-            helo: &helo.name,
-            client: self.client(),
-            hostname: self.hostname(),
-            id: &id,
-            esmtp: helo.esmtp,
-            tls: self.tls.as_deref(),
-            for_rcpt: match tx.recipients.as_slice() {
-                [one] => Some(one.as_str()),
-                _ => None,
-            },
-            when: received_at,
-        });
-        let ctx = Context {
-            received: Some(received),
-            quarantine_id: Some(id.clone()),
-            temp_dir: entry.scratch_path("spill").parent().map(Path::to_path_buf),
-        };
-        let limit = self.shared.cfg.sanitize.timeout.0;
-        let sanitizer = self.shared.sanitizer.clone();
-        let sanitize_started = Instant::now();
-        let result = bounded(
-            EntryPaths::of(&entry, "sanitizing"),
-            limit,
-            ctx.clone(),
-            move |o, c, out| sanitizer.sanitize(o, c, out),
+        // Which `[[policy]]` rule applies to whom: one clean message per group of recipients
+        // under the same rule (issue 7), each sanitised under its own settings.
+        let original = entry.original_path().to_path_buf();
+        let groups = policy_groups(
+            self.shared.clone(),
+            self.client(),
+            tx.sender.clone(),
+            tx.recipients.clone(),
+            original,
+            size,
         )
         .await;
-        crate::admin::metrics::sanitized(sanitize_started.elapsed());
-        let (outcome, report) = match result {
-            Ok(report) => ("queued", report),
-            Err(SanitizeError::Rejected(why)) => {
-                let r = Reply::new(554, Enhanced(5, 6, 0), format!("message refused: {why}"));
-                self.audit(&tx, &id, size, None, "rejected", &r);
-                self.reply(r);
-                return Ok(Flow::Continue);
-            }
-            Err(err) => {
-                tracing::warn!(id = %id, error = %err, "smtp: sanitising failed");
-                if self.shared.cfg.sanitize.on_error == OnError::Reject {
-                    let r = Reply::new(
-                        554,
-                        Enhanced(5, 6, 0),
-                        "message could not be sanitised and is refused",
-                    );
-                    self.audit(&tx, &id, size, None, "rejected-on-error", &r);
+        let mut done: Vec<(Report, &'static str)> = Vec::with_capacity(groups.len());
+        let sanitize_started = Instant::now();
+        for (g, (resolved, rcpts)) in groups.iter().enumerate() {
+            let received = received_value(&TraceInfo {
+                helo: &helo.name,
+                client: self.client(),
+                hostname: self.hostname(),
+                id: &id,
+                esmtp: helo.esmtp,
+                tls: self.tls.as_deref(),
+                for_rcpt: match rcpts.as_slice() {
+                    [one] => Some(one.as_str()),
+                    _ => None,
+                },
+                when: received_at,
+            });
+            let ctx = Context {
+                received: Some(received),
+                quarantine_id: Some(id.clone()),
+                temp_dir: entry.scratch_path("spill").parent().map(Path::to_path_buf),
+                sanitize: resolved.rule.is_some().then(|| resolved.sanitize.clone()),
+                policy: resolved.rule.clone(),
+                first_contact: resolved.first_contact,
+            };
+            let (original, clean) = (
+                entry.original_path().to_path_buf(),
+                entry.group_clean_path(g),
+            );
+            let scratch = [
+                entry.scratch_path(&format!("sanitizing{g}")),
+                entry.scratch_path(&format!("notice{g}")),
+            ];
+            let paths = |suffix: &str| EntryPaths {
+                original: original.clone(),
+                clean: clean.clone(),
+                scratch: scratch[usize::from(suffix == "notice")].clone(),
+            };
+            let limit = resolved.sanitize.timeout.0;
+            let sanitizer = self.shared.sanitizer.clone();
+            let result = bounded(paths("sanitizing"), limit, ctx.clone(), move |o, c, out| {
+                sanitizer.sanitize(o, c, out)
+            })
+            .await;
+            match result {
+                Ok(report) => done.push((report, "queued")),
+                Err(SanitizeError::Rejected(why)) => {
+                    let r = Reply::new(554, Enhanced(5, 6, 0), format!("message refused: {why}"));
+                    self.audit(&tx, &id, size, None, "rejected", &r);
                     self.reply(r);
                     return Ok(Flow::Continue);
                 }
-                let sanitizer = self.shared.sanitizer.clone();
-                let reason = err.to_string();
-                let notice = bounded(
-                    EntryPaths::of(&entry, "notice"),
-                    limit,
-                    ctx,
-                    move |o, c, out| sanitizer.notice_only(o, c, &reason, out),
-                )
-                .await;
-                match notice {
-                    Ok(report) => ("quarantined", report),
-                    Err(e) => {
-                        tracing::warn!(id = %id, error = %e, "smtp: notice-only message failed");
-                        let r = std_replies::local_error();
-                        self.audit(&tx, &id, size, None, "failed", &r);
+                Err(err) => {
+                    tracing::warn!(id = %id, error = %err, "smtp: sanitising failed");
+                    if resolved.sanitize.on_error == OnError::Reject {
+                        let r = Reply::new(
+                            554,
+                            Enhanced(5, 6, 0),
+                            "message could not be sanitised and is refused",
+                        );
+                        self.audit(&tx, &id, size, None, "rejected-on-error", &r);
                         self.reply(r);
                         return Ok(Flow::Continue);
                     }
+                    let sanitizer = self.shared.sanitizer.clone();
+                    let reason = err.to_string();
+                    let notice = bounded(paths("notice"), limit, ctx, move |o, c, out| {
+                        sanitizer.notice_only(o, c, &reason, out)
+                    })
+                    .await;
+                    match notice {
+                        Ok(report) => done.push((report, "quarantined")),
+                        Err(e) => {
+                            tracing::warn!(id = %id, error = %e, "smtp: notice-only message failed");
+                            let r = std_replies::local_error();
+                            self.audit(&tx, &id, size, None, "failed", &r);
+                            self.reply(r);
+                            return Ok(Flow::Continue);
+                        }
+                    }
                 }
             }
+        }
+        crate::admin::metrics::sanitized(sanitize_started.elapsed());
+        let Some((report, outcome)) = done.first().cloned() else {
+            // No recipients cannot happen after RCPT; refuse rather than queue nothing.
+            let r = std_replies::local_error();
+            self.audit(&tx, &id, size, None, "failed", &r);
+            self.reply(r);
+            return Ok(Flow::Continue);
         };
+        let outcome = if done.iter().any(|(_, o)| *o == "quarantined") {
+            "quarantined"
+        } else {
+            outcome
+        };
+        // The quarantine index keeps every group's actions; the reason is the strongest.
+        let actions: Vec<&crate::sanitise::Action> =
+            done.iter().flat_map(|(r, _)| r.actions.iter()).collect();
+        let reason = done
+            .iter()
+            .map(|(r, _)| crate::quarantine::kept_reason(r))
+            .max_by_key(|r| match r.as_str() {
+                r if r.starts_with("on-error") => 3,
+                "encrypted archive" => 2,
+                "sanitized" => 1,
+                _ => 0,
+            })
+            .unwrap_or_else(|| crate::quarantine::kept_reason(&report));
+        let mut group_of = vec![0usize; tx.recipients.len()];
+        for (g, (_, rcpts)) in groups.iter().enumerate() {
+            for r in rcpts {
+                if let Some(i) = tx.recipients.iter().position(|x| x == r) {
+                    group_of[i] = g;
+                }
+            }
+        }
+        let policies = groups_summary(&groups);
         let accepted = Accepted {
             id: id.clone(),
             sender: tx.sender.clone(),
@@ -831,8 +890,9 @@ where
             quarantine_id: Some(id.clone()),
             subject: report.subject.clone(),
             message_id: report.message_id.clone(),
-            actions: serde_json::to_value(&report.actions).unwrap_or_default(),
-            reason: crate::quarantine::kept_reason(&report),
+            actions: serde_json::to_value(&actions).unwrap_or_default(),
+            reason,
+            groups: group_of,
         };
         let queued = self.shared.queued.clone();
         // The commit and the queue notification happen together in the blocking task, so a
@@ -863,7 +923,7 @@ where
         } else {
             "failed"
         };
-        self.audit(&tx, &id, size, Some(&report), outcome, &reply);
+        self.audit_with(&tx, &id, size, Some(&report), outcome, &reply, &policies);
         self.reply(reply);
         Ok(Flow::Continue)
     }
@@ -877,6 +937,21 @@ where
         report: Option<&Report>,
         outcome: &str,
         reply: &Reply,
+    ) {
+        self.audit_with(tx, id, size, report, outcome, reply, "")
+    }
+
+    /// [`Session::audit`] with the policy rules applied (`rule:rcpt,rcpt;...`).
+    #[allow(clippy::too_many_arguments)]
+    fn audit_with(
+        &self,
+        tx: &Transaction,
+        id: &str,
+        size: u64,
+        report: Option<&Report>,
+        outcome: &str,
+        reply: &Reply,
+        policies: &str,
     ) {
         let actions = report
             .map(|r| serde_json::to_string(&r.actions).unwrap_or_default())
@@ -897,6 +972,7 @@ where
             status = %status,
             actions = %actions,
             outcome = %outcome,
+            policies = %policies,
             reply = %reply.summary(),
             "message"
         );
@@ -991,14 +1067,101 @@ struct EntryPaths {
     scratch: PathBuf,
 }
 
-impl EntryPaths {
-    fn of<E: Entry>(entry: &E, suffix: &str) -> EntryPaths {
-        EntryPaths {
-            original: entry.original_path().to_path_buf(),
-            clean: entry.clean_path().to_path_buf(),
-            scratch: entry.scratch_path(suffix),
+/// Groups the recipients by the `[[policy]]` rule that applies to each (one group under
+/// the global settings when there are no rules). First contact is looked up in the
+/// quarantine index only when a first-contact rule is configured; a failed lookup counts
+/// as a first contact (the stricter handling).
+async fn policy_groups<S: Store>(
+    shared: Arc<Shared<S>>,
+    client: IpAddr,
+    sender: String,
+    recipients: Vec<String>,
+    original: PathBuf,
+    size: u64,
+) -> Vec<(crate::policy::Resolved, Vec<String>)> {
+    let policies = shared.policies.clone();
+    let cfg = &shared.cfg;
+    let first_contact = if policies.first_contact_enabled() && !sender.is_empty() {
+        let store = shared.store.clone();
+        let sender = sender.clone();
+        let days = u64::from(cfg.policies.first_contact_days);
+        let since = SystemTime::now()
+            .checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match tokio::task::spawn_blocking(move || store.seen_since(&sender, since)).await {
+            Ok(Ok(Some(seen))) => !seen,
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "smtp: first-contact lookup failed; treated as a first contact");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "smtp: first-contact lookup task failed; treated as a first contact");
+                true
+            }
         }
+    } else {
+        false
+    };
+    // Authentication-Results of a trusted upstream, from the original's header block.
+    let auth = if policies.trusted_authserv_ids().is_empty() {
+        Vec::new()
+    } else {
+        let path = original.clone();
+        let trusted = policies.trusted_authserv_ids().to_vec();
+        tokio::task::spawn_blocking(move || {
+            let head = read_header_block(&path, 256 << 10).unwrap_or_default();
+            crate::policy::auth_results(&head, &trusted)
+        })
+        .await
+        .unwrap_or_default()
+    };
+    let facts = crate::policy::Facts {
+        sender: &sender,
+        recipient: "",
+        client: Some(client),
+        size,
+        auth: &auth,
+        first_contact,
+    };
+    policies.group(&facts, &recipients)
+}
+
+/// Which rule applied to which recipients, for the audit record: `rule:a@x,b@x;default:c@x`
+/// (empty when everyone is under the global settings).
+fn groups_summary(groups: &[(crate::policy::Resolved, Vec<String>)]) -> String {
+    if groups.len() == 1 && groups[0].0.rule.is_none() {
+        return String::new();
     }
+    groups
+        .iter()
+        .map(|(r, rcpts)| {
+            let name = r.rule.as_deref().unwrap_or("default");
+            let fc = if r.first_contact {
+                "(first-contact)"
+            } else {
+                ""
+            };
+            format!("{name}{fc}:{}", rcpts.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The header block of the message at `path` (up to the first empty line, at most `max`
+/// octets): what the policy's Authentication-Results check reads.
+fn read_header_block(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64)
+        .read_to_end(&mut buf)?;
+    let end = memchr::memmem::find(&buf, b"\r\n\r\n")
+        .map(|i| i + 2)
+        .or_else(|| memchr::memmem::find(&buf, b"\n\n").map(|i| i + 1))
+        .unwrap_or(buf.len());
+    buf.truncate(end);
+    Ok(buf)
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {

@@ -22,6 +22,11 @@ pub trait Store: Send + Sync + 'static {
     type Entry: Entry;
     /// Starts a new, uncommitted entry.
     fn create(&self) -> io::Result<Self::Entry>;
+    /// Whether mail from `sender` was accepted since `since` (first contact, issue 7), from
+    /// the quarantine index; `None` when the store keeps no history. Blocking.
+    fn seen_since(&self, _sender: &str, _since: SystemTime) -> io::Result<Option<bool>> {
+        Ok(None)
+    }
 }
 
 /// One message being received. Dropping it uncommitted must remove everything it wrote.
@@ -32,6 +37,10 @@ pub trait Entry: Send + 'static {
     fn original_path(&self) -> &Path;
     /// Where the clean message must be when [`Entry::commit`] is called.
     fn clean_path(&self) -> &Path;
+    /// Where the clean message of recipient group `group` goes (0 is [`Entry::clean_path`]):
+    /// recipients under different policy rules get different clean messages
+    /// ([`Accepted::groups`]).
+    fn group_clean_path(&self, group: usize) -> PathBuf;
     /// A path on the same file system as [`Entry::clean_path`], outside the entry, that the
     /// store's crash recovery removes: a sanitiser that overran its deadline may still be
     /// writing there after the entry was committed or dropped.
@@ -67,6 +76,9 @@ pub struct Accepted {
     /// Why the original is kept ([`crate::quarantine::kept_reason`]): `sanitized`, `clean`,
     /// `on-error: ...`, `encrypted archive`.
     pub reason: String,
+    /// The clean message group of each recipient (same order as `recipients`; empty or all 0
+    /// when one clean message serves everyone).
+    pub groups: Vec<usize>,
 }
 
 impl Accepted {
@@ -146,6 +158,16 @@ impl Store for Spool {
     fn create(&self) -> io::Result<Incoming> {
         Spool::create(self)
     }
+
+    fn seen_since(&self, sender: &str, since: SystemTime) -> io::Result<Option<bool>> {
+        match self.quarantine() {
+            Some(q) => q
+                .sender_seen_since(sender, since)
+                .map(Some)
+                .map_err(|e| io::Error::other(format!("quarantine: {e}"))),
+            None => Ok(None),
+        }
+    }
 }
 
 impl Entry for Incoming {
@@ -159,6 +181,10 @@ impl Entry for Incoming {
 
     fn clean_path(&self) -> &Path {
         Incoming::clean_path(self)
+    }
+
+    fn group_clean_path(&self, group: usize) -> PathBuf {
+        Incoming::group_clean_path(self, group)
     }
 
     fn scratch_path(&self, suffix: &str) -> PathBuf {
@@ -187,6 +213,11 @@ impl Entry for Incoming {
         env.tls = m.tls;
         env.smtputf8 = m.smtputf8;
         env.quarantine_id = m.quarantine_id.clone();
+        for (r, &g) in env.recipients.iter_mut().zip(&m.groups) {
+            if g > 0 {
+                r.clean = Some(crate::spool::group_file(g));
+            }
+        }
         Incoming::commit_kept(self, env, m.quarantine_entry().as_ref())
     }
 }
