@@ -484,6 +484,7 @@ fn office_text_policy_extracts_text() {
     let Some(dir) = oletools() else { return };
     let text_policy = AttachmentPolicy {
         office: AttachmentAction::Text,
+        legacy_office: AttachmentAction::Text,
         ..AttachmentPolicy::default()
     };
     let data = std::fs::read(dir.join("msodde/harmless-clean.docx")).unwrap();
@@ -633,4 +634,238 @@ fn mutated_documents_never_panic_the_converter() {
         outcomes[0], outcomes[1]
     );
     assert!(outcomes[0] > 0 && outcomes[1] > 0);
+}
+
+// -----------------------------------------------------------------------------------------
+// Hand-made packages: images inside OOXML, hyperlinks.
+
+fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    rezip(
+        &members
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn jpeg_segment(marker: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![0xFF, marker];
+    v.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// A 24×16 JPEG carrying EXIF with a GPS directory (latitude 35° N) and a camera name.
+fn photo_with_gps() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 80]));
+    let mut jpg = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut jpg), image::ImageFormat::Jpeg)
+        .unwrap();
+    let mut t = b"Exif\0\0MM\0*\0\0\0\x08".to_vec();
+    // IFD0: Make (ASCII[8] at 38) and the GPS IFD pointer (at 46).
+    t.extend_from_slice(&[0, 2]);
+    t.extend_from_slice(&[0x01, 0x0F, 0, 2, 0, 0, 0, 8, 0, 0, 0, 38]);
+    t.extend_from_slice(&[0x88, 0x25, 0, 4, 0, 0, 0, 1, 0, 0, 0, 46]);
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t.extend_from_slice(b"GPSCam1\0");
+    t.extend_from_slice(&[0, 1]);
+    t.extend_from_slice(&[0, 1, 0, 2, 0, 0, 0, 2, b'N', 0, 0, 0]); // GPSLatitudeRef
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    let mut out = jpg[..2].to_vec();
+    out.extend_from_slice(&jpeg_segment(0xE1, &t));
+    out.extend_from_slice(&jpg[2..]);
+    out.extend_from_slice(b"TRAILING-PAYLOAD");
+    out
+}
+
+const DOC_NS: &str = "xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\" \
+     xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\"";
+
+/// A docx with a photo (EXIF GPS), a damaged PNG, an external hyperlink, a HYPERLINK field to
+/// an outside address and a table-of-contents link to a bookmark.
+fn docx_with_media_and_links() -> Vec<u8> {
+    let ct = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Default Extension="jpeg" ContentType="image/jpeg"/><Default Extension="png" ContentType="image/png"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#;
+    let rels = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+    let doc_rels = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://evil.example/phish" TargetMode="External"/><Relationship Id="rId3" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/image" Target="media/image1.jpeg"/><Relationship Id="rId4" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/image" Target="media/image2.png"/></Relationships>"#;
+    let doc = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document {DOC_NS}><w:body><w:p><w:r><w:t>市役所からのお知らせ</w:t></w:r></w:p><w:p><w:hyperlink r:id="rId2" w:history="1"><w:r><w:t>申込はこちら</w:t></w:r></w:hyperlink></w:p><w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> HYPERLINK "https://evil.example/field" </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>外部サイト</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p><w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> HYPERLINK \l "_Toc1" </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>目次の見出し</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p><w:p><w:r><w:drawing><a:blip xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" r:embed="rId3"/><a:blip xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" r:embed="rId4"/></w:drawing></w:r></w:p></w:body></w:document>"#
+    );
+    zip_of(&[
+        ("[Content_Types].xml", ct.as_bytes().to_vec()),
+        ("_rels/.rels", rels.as_bytes().to_vec()),
+        ("word/document.xml", doc.into_bytes()),
+        ("word/_rels/document.xml.rels", doc_rels.as_bytes().to_vec()),
+        ("word/media/image1.jpeg", photo_with_gps()),
+        (
+            "word/media/image2.png",
+            b"\x89PNG\r\n\x1a\nnot really a picture".to_vec(),
+        ),
+    ])
+}
+
+/// Start and end tags balance (a crude well-formedness check of the edited XML).
+fn balanced(xml: &str) -> bool {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find('<') {
+        let Some(j) = rest[i..].find('>') else {
+            return false;
+        };
+        let tag = &rest[i + 1..i + j];
+        rest = &rest[i + j + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') || tag.ends_with('/') {
+            continue;
+        }
+        let name = tag.split_whitespace().next().unwrap_or("");
+        if let Some(end) = name.strip_prefix('/') {
+            if stack.pop() != Some(end) {
+                return false;
+            }
+        } else {
+            stack.push(name);
+        }
+    }
+    stack.is_empty()
+}
+
+#[test]
+fn images_inside_ooxml_are_reencoded_and_hyperlinks_removed_with_their_text_kept() {
+    let input = docx_with_media_and_links();
+    let v = run(&input, "oshirase.docx");
+    let d = kept(&v).unwrap_or_else(|| panic!("removed: {v:?}"));
+    for line in [
+        "1 hyperlinks to outside addresses removed (their text is kept)",
+        "hyperlink field to an outside address removed (its text is kept)",
+        "1 embedded images re-encoded from pixels (metadata removed)",
+        "1 embedded images that could not be decoded replaced by a blank image",
+    ] {
+        assert!(
+            d.changes.iter().any(|c| c == line),
+            "{line:?} not in {:?}",
+            d.changes
+        );
+    }
+    assert_eq!(d.extension, None);
+    check_package("media docx", &d.data);
+    let members: std::collections::HashMap<String, Vec<u8>> = unzip(&d.data).into_iter().collect();
+    // The photo: still a JPEG of the same size, without EXIF, GPS or the trailing payload.
+    let photo = &members["word/media/image1.jpeg"];
+    assert!(photo.starts_with(b"\xFF\xD8\xFF"));
+    for gone in [&b"Exif"[..], b"GPSCam1", b"TRAILING-PAYLOAD"] {
+        assert!(
+            memchr::memmem::find(photo, gone).is_none(),
+            "{} survived",
+            String::from_utf8_lossy(gone)
+        );
+    }
+    let img = image::load_from_memory_with_format(photo, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), (24, 16));
+    // The damaged PNG: a valid blank PNG under the same name.
+    let blank = &members["word/media/image2.png"];
+    let img = image::load_from_memory_with_format(blank, image::ImageFormat::Png).unwrap();
+    assert_eq!((img.width(), img.height()), (1, 1));
+    // Relationships to both images stay; the hyperlink's is gone.
+    let rels = String::from_utf8_lossy(&members["word/_rels/document.xml.rels"]).into_owned();
+    assert!(rels.contains("media/image1.jpeg") && rels.contains("media/image2.png"));
+    assert!(
+        !rels.contains("evil.example") && !rels.contains("TargetMode"),
+        "{rels}"
+    );
+    // The document keeps every text, the bookmark link, and no outside address.
+    let doc = String::from_utf8_lossy(&members["word/document.xml"]).into_owned();
+    assert!(balanced(&doc), "{doc}");
+    assert!(!doc.contains("evil.example"), "{doc}");
+    assert!(!doc.contains("r:id=\"rId2\""), "{doc}");
+    assert!(
+        doc.contains("<w:hyperlink"),
+        "the hyperlink element stays (its text inside)"
+    );
+    assert!(doc.contains(r#"HYPERLINK \l "_Toc1""#), "{doc}");
+    let text = visible_text(&d.data);
+    for t in [
+        "市役所からのお知らせ",
+        "申込はこちら",
+        "外部サイト",
+        "目次の見出し",
+    ] {
+        assert!(text.contains(t), "{t} lost: {text}");
+    }
+    assert!(active_content("media docx", &d.data, 0).is_empty());
+}
+
+/// Every image format inside a package stays its own format (names and content types valid).
+#[test]
+fn images_inside_ooxml_keep_their_format() {
+    let src = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(5, 4, |x, y| {
+        image::Rgba([x as u8 * 50, y as u8 * 60, 7, 200])
+    }));
+    let formats = [
+        ("gif", image::ImageFormat::Gif),
+        ("bmp", image::ImageFormat::Bmp),
+        ("tiff", image::ImageFormat::Tiff),
+        ("webp", image::ImageFormat::WebP),
+        ("png", image::ImageFormat::Png),
+    ];
+    let mut members = vec![
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="gif" ContentType="image/gif"/><Default Extension="bmp" ContentType="image/bmp"/><Default Extension="tiff" ContentType="image/tiff"/><Default Extension="webp" ContentType="image/webp"/><Default Extension="png" ContentType="image/png"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "_rels/.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "word/document.xml",
+            format!(r#"<?xml version="1.0" encoding="UTF-8"?><w:document {DOC_NS}><w:body><w:p><w:r><w:t>画像</w:t></w:r></w:p></w:body></w:document>"#).into_bytes(),
+        ),
+    ];
+    let mut rels = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">"#,
+    );
+    let names: Vec<String> = formats
+        .iter()
+        .map(|(e, _)| format!("word/media/p.{e}"))
+        .collect();
+    for (i, ((ext, fmt), name)) in formats.iter().zip(&names).enumerate() {
+        let mut buf = Cursor::new(Vec::new());
+        src.write_to(&mut buf, *fmt).unwrap();
+        let mut bytes = buf.into_inner();
+        bytes.extend_from_slice(b"appended-zip PK\x03\x04");
+        members.push((name.as_str(), bytes));
+        rels.push_str(&format!(
+            r#"<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/image" Target="media/p.{ext}"/>"#
+        ));
+    }
+    rels.push_str("</Relationships>");
+    members.push(("word/_rels/document.xml.rels", rels.into_bytes()));
+    let v = run(&zip_of(&members), "pictures.docx");
+    let d = kept(&v).unwrap_or_else(|| panic!("removed: {v:?}"));
+    assert!(
+        d.changes
+            .iter()
+            .any(|c| c == "5 embedded images re-encoded from pixels (metadata removed)"),
+        "{:?}",
+        d.changes
+    );
+    let out: std::collections::HashMap<String, Vec<u8>> = unzip(&d.data).into_iter().collect();
+    for ((ext, fmt), name) in formats.iter().zip(&names) {
+        let bytes = &out[name];
+        assert!(
+            memchr::memmem::find(bytes, b"appended-zip").is_none(),
+            "{ext}"
+        );
+        let img = image::load_from_memory_with_format(bytes, *fmt)
+            .unwrap_or_else(|e| panic!("{ext}: {e}"));
+        assert_eq!((img.width(), img.height()), (5, 4), "{ext}");
+    }
 }

@@ -136,9 +136,8 @@ fn pixel_budget(limits: &Limits) -> u64 {
     limits.max_pixels.saturating_mul(4)
 }
 
-/// Decodes `data` under `limits` and re-encodes its first frame (JPEG as JPEG, anything else as
-/// PNG). `Disarmed::changes` says what was converted and removed.
-pub fn reencode(data: &[u8], limits: &Limits) -> Result<Disarmed, Refusal> {
+/// Decodes the first frame of `data` under `limits`, with its EXIF orientation applied.
+fn decode(data: &[u8], limits: &Limits) -> Result<(Kind, DynamicImage, Orientation), Refusal> {
     let kind = Kind::detect(data).ok_or(Refusal::Unsupported)?;
     if limits.expired() {
         return Err(Refusal::Deadline);
@@ -186,7 +185,13 @@ pub fn reencode(data: &[u8], limits: &Limits) -> Result<Disarmed, Refusal> {
         return Err(Refusal::Deadline);
     }
     img.apply_orientation(orientation);
+    Ok((kind, img, orientation))
+}
 
+/// Decodes `data` under `limits` and re-encodes its first frame (JPEG as JPEG, anything else as
+/// PNG). `Disarmed::changes` says what was converted and removed.
+pub fn reencode(data: &[u8], limits: &Limits) -> Result<Disarmed, Refusal> {
+    let (kind, img, orientation) = decode(data, limits)?;
     let findings = walk(kind, data);
     let (out, content_type, extension) = if kind == Kind::Jpeg {
         (encode_jpeg(&img, limits.jpeg_quality)?, "image/jpeg", None)
@@ -235,6 +240,41 @@ pub fn reencode(data: &[u8], limits: &Limits) -> Result<Disarmed, Refusal> {
         changes,
         extra: Vec::new(),
     })
+}
+
+/// For images inside documents (OOXML `media/` parts): decodes `data` under `limits` and
+/// re-encodes its first frame in the SAME format (a GIF stays a GIF, a TIFF a TIFF), so that
+/// the part's name, its content type and the relationships pointing at it stay valid. Returns
+/// the new bytes and their format. EXIF orientation is applied as for attachments.
+pub fn reencode_same_format(data: &[u8], limits: &Limits) -> Result<(Vec<u8>, Kind), Refusal> {
+    let (kind, img, _) = decode(data, limits)?;
+    Ok((encode_as(kind, img, limits.jpeg_quality)?, kind))
+}
+
+/// A 1×1 white image in `kind`'s format: what stands in a document for an image that cannot
+/// be decoded (the picture's reference stays valid and the document opens).
+pub fn placeholder(kind: Kind) -> Result<Vec<u8>, Refusal> {
+    let px = image::RgbImage::from_pixel(1, 1, image::Rgb([255, 255, 255]));
+    encode_as(kind, DynamicImage::ImageRgb8(px), 85)
+}
+
+/// Encodes a decoded image in `kind`'s format with our own encoder.
+fn encode_as(kind: Kind, img: DynamicImage, quality: u8) -> Result<Vec<u8>, Refusal> {
+    match kind {
+        Kind::Jpeg => encode_jpeg(&img, quality),
+        Kind::Png => encode_png(img),
+        Kind::Gif | Kind::Bmp | Kind::Tiff | Kind::WebP => {
+            // These encoders take 8-bit RGB or RGBA; the GIF encoder quantises to a palette.
+            let img = if img.color().has_alpha() {
+                DynamicImage::ImageRgba8(img.into_rgba8())
+            } else {
+                DynamicImage::ImageRgb8(img.into_rgb8())
+            };
+            let mut out = Cursor::new(Vec::new());
+            img.write_to(&mut out, kind.format()).map_err(encode_err)?;
+            Ok(out.into_inner())
+        }
+    }
 }
 
 fn orientation_phrase(o: Orientation) -> Option<&'static str> {
@@ -909,5 +949,42 @@ mod tests {
             d.changes
         );
         assert!(memchr::memmem::find(&d.data, b"alert").is_none());
+    }
+    #[test]
+    fn same_format_reencoding_and_placeholders() {
+        let lim = limits();
+        let src = DynamicImage::ImageRgb8(RgbImage::from_fn(8, 6, |x, y| {
+            Rgb([x as u8 * 30, y as u8 * 40, 9])
+        }));
+        for kind in [
+            Kind::Png,
+            Kind::Jpeg,
+            Kind::Gif,
+            Kind::Bmp,
+            Kind::Tiff,
+            Kind::WebP,
+        ] {
+            let mut input = Cursor::new(Vec::new());
+            src.write_to(&mut input, kind.format()).unwrap();
+            let mut input = input.into_inner();
+            input.extend_from_slice(b"PK\x03\x04 trailing payload");
+            let (out, k) = reencode_same_format(&input, &lim).unwrap();
+            assert_eq!(k, kind);
+            assert_eq!(Kind::detect(&out), Some(kind), "{kind:?}");
+            assert!(
+                memchr::memmem::find(&out, b"PK\x03\x04").is_none(),
+                "{kind:?}"
+            );
+            let back = image::load_from_memory_with_format(&out, kind.format()).unwrap();
+            assert_eq!((back.width(), back.height()), (8, 6), "{kind:?}");
+            let p = placeholder(kind).unwrap();
+            assert_eq!(Kind::detect(&p), Some(kind));
+            let back = image::load_from_memory_with_format(&p, kind.format()).unwrap();
+            assert_eq!((back.width(), back.height()), (1, 1), "{kind:?}");
+        }
+        assert!(matches!(
+            reencode_same_format(b"\x89PNG\r\n\x1a\nbroken", &lim),
+            Err(Refusal::Damaged(_))
+        ));
     }
 }

@@ -1,6 +1,6 @@
 //! Office documents: OOXML packages (docx, xlsx, pptx and their macro-enabled and template
 //! forms) rebuilt without active parts; legacy formats (OLE2 doc/xls/ppt, RTF, OneNote, ODF)
-//! removed, or reduced to their text under `office = "text"`.
+//! are in `legacy.rs`.
 //!
 //! An OOXML file is a zip of XML parts tied together by relationship files (`_rels/*.rels`)
 //! and typed by `[Content_Types].xml`. Macros (`vbaProject.bin`, `vbaData.xml`, Excel 4
@@ -21,6 +21,21 @@
 //! merge SQL queries, `Auto_Open` names and formulas into removed external workbooks go.
 //! A macro-enabled document becomes its macro-free type (content type and extension:
 //! `xlsm` → `xlsx`). Binary workbooks (`xlsb`) and add-ins cannot be rebuilt and are removed.
+//!
+//! Hyperlinks: DESIGN's invariant is that a clean message holds no external relationship, so
+//! hyperlinks to outside addresses are removed from documents too (the relationship, and
+//! Word's `HYPERLINK "url"` field code; links to bookmarks inside the document stay). Their
+//! text stays where it was (`w:hyperlink`, `a:hlinkClick` and Excel's `hyperlink` lose only
+//! their optional `r:id`), and one change line counts them, so the reader knows why the text
+//! no longer clicks. Unlike the mail body (whose link policy can show the URL), a document
+//! has no place to show a removed URL without altering its layout; a URL typed as text or
+//! an Excel `HYPERLINK()` formula stays, as any text does.
+//!
+//! Images: every image part (`media/`, the thumbnail) is re-encoded from its pixels in its
+//! own format by [`super::image`] (EXIF with GPS positions, comments and appended data go;
+//! name, content type and relationships stay valid); one that cannot be decoded becomes a
+//! blank 1×1 image of the same format, so the document still opens. Vector pictures (EMF,
+//! WMF) are not decoded here and are kept as they are.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Cursor, Write};
@@ -29,6 +44,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use super::archive::{self, ArchiveError, TreeScope, ZipIn};
+use super::image;
 use super::{Disarmed, Limits, Policy, Verdict};
 use crate::config::AttachmentAction;
 use crate::sanitise::sniff::{self, Category};
@@ -428,6 +444,17 @@ fn dangerous_field(instr: &str, computed: bool) -> bool {
         .take_while(|c| c.is_alphanumeric())
         .collect::<String>()
         .to_uppercase();
+    if word == "HYPERLINK" {
+        // A link to an outside address (`HYPERLINK "https://..."`), not one to a bookmark
+        // of the document (`HYPERLINK \l "_Toc1"`, tables of contents): removed like the
+        // hyperlink relationships, its text kept.
+        let rest = instr
+            .trim_start()
+            .get(word.len()..)
+            .unwrap_or("")
+            .trim_start();
+        return !rest.starts_with("\\l");
+    }
     matches!(
         word.as_str(),
         "DDE"
@@ -852,7 +879,9 @@ fn field_note(instr: &str) -> String {
         .take(20)
         .collect::<String>()
         .to_uppercase();
-    if word.is_empty() {
+    if word == "HYPERLINK" {
+        "hyperlink field to an outside address removed (its text is kept)".into()
+    } else if word.is_empty() {
         "field with a computed name removed".into()
     } else {
         format!("{word} field removed")
@@ -1285,6 +1314,7 @@ fn rebuild(
     let mut rels_src: HashMap<String, Vec<u8>> = HashMap::new(); // rels key → bytes
     let mut main: Option<String> = None;
     let mut ext_links_removed = false;
+    let mut external_hyperlinks = 0usize;
     // For each kept part, the relationships (source part, id) that reach it.
     let mut incoming: HashMap<String, Vec<(String, String)>> = HashMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
@@ -1313,8 +1343,14 @@ fn rebuild(
         let mut dead_here = HashSet::new();
         for rel in rels {
             let kind = rel_kind(&rel.typ);
+            if rel.external && kind == "hyperlink" {
+                // Counted: one line for all of them (their text stays in the document).
+                external_hyperlinks += 1;
+                dead_here.insert(rel.id);
+                continue;
+            }
             if rel.external {
-                // The type's own spelling (oleObject, attachedTemplate, hyperlink, image).
+                // The type's own spelling (oleObject, attachedTemplate, frame, image).
                 let shown: String = rel
                     .typ
                     .rsplit('/')
@@ -1374,6 +1410,12 @@ fn rebuild(
             queue.push_back(key);
         }
         dead.insert(source, dead_here);
+    }
+    if external_hyperlinks > 0 {
+        note(
+            &mut changes,
+            format!("{external_hyperlinks} hyperlinks to outside addresses removed (their text is kept)"),
+        );
     }
     let main = main.ok_or_else(|| OfficeError::Package("no main document part".into()))?;
     let kind = doc_kind(&ctypes.of(&main)).map_err(OfficeError::Package)?;
@@ -1438,6 +1480,8 @@ fn rebuild(
         .map_err(|e| OfficeError::Xml("[Content_Types].xml".into(), e))?;
     put(&mut out, "[Content_Types].xml", &new_ct, opts)?;
     let empty = HashSet::new();
+    // Images re-encoded, images replaced by a placeholder.
+    let mut images = (0usize, 0usize);
     for e in &entries {
         if e.is_dir {
             continue;
@@ -1472,6 +1516,17 @@ fn rebuild(
                     e.name
                 )));
             }
+            let bytes = match media(&key, &ctype, bytes, limits)? {
+                Media::Reencoded(b) => {
+                    images.0 += 1;
+                    b
+                }
+                Media::Placeholder(b) => {
+                    images.1 += 1;
+                    b
+                }
+                Media::AsIs(b) => b,
+            };
             put(&mut out, &e.name, &bytes, opts)?;
             continue;
         }
@@ -1498,6 +1553,24 @@ fn rebuild(
             put(&mut out, &e.name, &edited, opts)?;
         }
     }
+    if images.0 > 0 {
+        note(
+            &mut changes,
+            format!(
+                "{} embedded images re-encoded from pixels (metadata removed)",
+                images.0
+            ),
+        );
+    }
+    if images.1 > 0 {
+        note(
+            &mut changes,
+            format!(
+                "{} embedded images that could not be decoded replaced by a blank image",
+                images.1
+            ),
+        );
+    }
     let data = out
         .finish()
         .map_err(|e| OfficeError::Package(format!("could not be rebuilt ({e})")))?
@@ -1509,6 +1582,65 @@ fn rebuild(
         changes,
         extra: Vec::new(),
     })
+}
+
+/// What an image part of a package becomes.
+enum Media {
+    /// Re-encoded from its pixels in the same format.
+    Reencoded(Vec<u8>),
+    /// Undecodable: a blank 1×1 image of the declared (or found) format.
+    Placeholder(Vec<u8>),
+    /// Not an image, or a picture format not decoded here (EMF, WMF, JPEG XR): unchanged.
+    AsIs(Vec<u8>),
+}
+
+/// The raster format a part claims by its content type or extension.
+fn declared_image(key: &str, ctype: &str) -> Option<image::Kind> {
+    use image::Kind as K;
+    let t = ctype.to_ascii_lowercase();
+    let ext = key.rsplit_once('.').map_or("", |(_, e)| e);
+    Some(match (t.as_str(), ext) {
+        ("image/png", _) | (_, "png") => K::Png,
+        ("image/jpeg" | "image/jpg" | "image/pjpeg", _) | (_, "jpg" | "jpeg" | "jpe" | "jfif") => {
+            K::Jpeg
+        }
+        ("image/gif", _) | (_, "gif") => K::Gif,
+        ("image/bmp" | "image/x-bmp", _) | (_, "bmp" | "dib") => K::Bmp,
+        ("image/tiff", _) | (_, "tif" | "tiff") => K::Tiff,
+        ("image/webp", _) | (_, "webp") => K::WebP,
+        _ => return None,
+    })
+}
+
+/// Image parts (`word/media/*`, `xl/media/*`, `ppt/media/*`, the thumbnail) are re-encoded
+/// through [`super::image`] in their own format, so that the name, the content type and every
+/// relationship stay valid while EXIF (GPS positions), comments and trailing data go; an image
+/// that cannot be decoded (damaged, too large, a polyglot) becomes a blank 1×1 image of its
+/// format rather than breaking the document. A part counts as an image when its content type
+/// or extension says so; other binary parts are returned unchanged.
+fn media(key: &str, ctype: &str, bytes: Vec<u8>, limits: &Limits) -> Result<Media, OfficeError> {
+    let is_image = ctype.to_ascii_lowercase().starts_with("image/");
+    let declared = declared_image(key, ctype);
+    if !is_image && declared.is_none() {
+        return Ok(Media::AsIs(bytes));
+    }
+    let found = image::Kind::detect(&bytes);
+    let Some(kind) = found.or(declared) else {
+        return Ok(Media::AsIs(bytes));
+    };
+    if found.is_some() {
+        match image::reencode_same_format(&bytes, limits) {
+            Ok((out, _)) => return Ok(Media::Reencoded(out)),
+            Err(image::Refusal::Deadline) => return Err(ArchiveError::Deadline.into()),
+            Err(_) => {}
+        }
+    }
+    let blank = image::placeholder(kind).map_err(|e| {
+        OfficeError::Package(format!(
+            "part {key}: no placeholder image could be made ({e})"
+        ))
+    })?;
+    Ok(Media::Placeholder(blank))
 }
 
 /// Records a change once.
