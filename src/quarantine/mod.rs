@@ -482,7 +482,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// (year, month, day) to days since 1970-01-01, None before 1970 or for an impossible date.
 pub(crate) fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 || y > 9999 {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
         return None;
     }
     let y = if m <= 2 { y - 1 } else { y };
