@@ -504,7 +504,7 @@ fn browser_login_search_release_screenshot() {
         parts.contains("multipart/mixed") && parts.contains("seikyu.exe"),
         "{parts}"
     );
-    assert!(dt.text("#no-releases").len() > 0);
+    assert!(!dt.text("#no-releases").is_empty());
 
     // Release to the original recipient.
     dt.navigate_by("document.getElementById('release').click()");
@@ -538,7 +538,7 @@ fn browser_login_search_release_screenshot() {
         .into_iter()
         .find(|m| String::from_utf8_lossy(&m.data).contains("X-Mugaika-Released: by web"))
         .expect("the released original at the sink");
-    assert_eq!(released.rcpts, [to.clone()]);
+    assert_eq!(released.rcpts, std::slice::from_ref(&to));
     let parsed = mail_parser::MessageParser::default()
         .parse(&released.data)
         .expect("released message parses");

@@ -237,7 +237,7 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 {
         return None;
     }
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let leap = is_leap(y);
     let month_days = [
         31,
         if leap { 29 } else { 28 },
@@ -256,16 +256,14 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
         return None;
     }
     let years = (1970..y)
-        .map(|yy| {
-            if yy % 4 == 0 && (yy % 100 != 0 || yy % 400 == 0) {
-                366
-            } else {
-                365
-            }
-        })
+        .map(|yy| if is_leap(yy) { 366 } else { 365 })
         .sum::<u64>();
     let months: u64 = month_days.iter().take((m - 1) as usize).sum();
     Some(years + months + d - 1)
+}
+
+fn is_leap(y: u64) -> bool {
+    y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400))
 }
 
 /// One MIME part of an original.

@@ -933,14 +933,19 @@ fn checked_post(
     headers: &HeaderMap,
     form: &CsrfForm,
     lang: Lang,
-) -> Result<(String, String), Response> {
+) -> Result<(String, String), Box<Response>> {
     let Some((id, csrf)) = session(st, headers) else {
-        return Err(login_page(st, lang, StatusCode::UNAUTHORIZED, None));
+        return Err(Box::new(login_page(
+            st,
+            lang,
+            StatusCode::UNAUTHORIZED,
+            None,
+        )));
     };
     let given = form.csrf.as_deref().unwrap_or("");
     if !same_origin(headers) || !ct_eq(given.as_bytes(), csrf.as_bytes()) {
         tracing::warn!(target: "audit", event = "admin-csrf-refused", "admin: CSRF check failed");
-        return Err(error_page(
+        return Err(Box::new(error_page(
             lang,
             Some(&csrf),
             StatusCode::FORBIDDEN,
@@ -948,7 +953,7 @@ fn checked_post(
                 "フォームの確認に失敗しました。画面を開き直してください。",
                 "The form check failed; reload the page and try again.",
             ),
-        ));
+        )));
     }
     Ok((id, csrf))
 }
@@ -957,7 +962,7 @@ async fn logout(State(st): State<Shared>, headers: HeaderMap, Form(f): Form<Csrf
     let lang = Lang::choose(f.lang.as_deref(), &headers);
     let (id, _) = match checked_post(&st, &headers, &f, lang) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     st.sessions.remove(&id);
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
@@ -973,7 +978,7 @@ async fn release(
     let lang = Lang::choose(f.lang.as_deref(), &headers);
     let (_, csrf) = match checked_post(&st, &headers, &f, lang) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let to: Vec<String> =
         f.to.as_deref()
