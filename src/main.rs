@@ -53,7 +53,29 @@ enum Command {
         /// Message files or directories of them; `-` or nothing reads standard input.
         inputs: Vec<PathBuf>,
     },
-    /// Check a configuration file and print the problem, if any.
+    /// Which [[policy]] rule applies to a message for each recipient, why, and every action
+    /// it would take (the real pipeline, into a temporary file); delivers nothing.
+    Explain {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The message file.
+        message: PathBuf,
+        /// An envelope recipient (repeat for several).
+        #[arg(long = "rcpt", required = true)]
+        rcpt: Vec<String>,
+        /// The envelope sender (default: the message's Return-Path, else its From address);
+        /// "<>" for the null sender.
+        #[arg(long)]
+        sender: Option<String>,
+        /// The SMTP client's address.
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// Treat the sender as a first contact.
+        #[arg(long)]
+        first_contact: bool,
+    },
+    /// Check a configuration file and print the problem, if any, and warnings about policy
+    /// rules that can never apply (exit 0 with warnings, 78 on an error).
     CheckConfig {
         /// The file to check (or use --config).
         file: Option<PathBuf>,
@@ -140,14 +162,45 @@ fn run(cli: Cli) -> ExitCode {
             };
             sanitize(&cfg, &inputs, output.as_deref(), report.as_deref())
         }
+        Command::Explain {
+            config,
+            message,
+            rcpt,
+            sender,
+            client,
+            first_contact,
+        } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let req = mugaika::policy::explain::Request {
+                message: &message,
+                recipients: &rcpt,
+                sender: sender.as_deref(),
+                client,
+                first_contact,
+            };
+            explain(&cfg, &req)
+        }
         Command::CheckConfig { file, config } => {
             let Some(path) = file.or(config) else {
                 eprintln!("mugaika: check-config needs a FILE");
                 return ExitCode::from(EX_USAGE);
             };
             match Config::load(&path) {
-                Ok(_) => {
-                    println!("{}: OK", path.display());
+                Ok(cfg) => {
+                    // Warnings (rules that can never apply) do not make the file invalid.
+                    let warnings = mugaika::policy::Policies::new(&cfg)
+                        .map(|p| p.shadowed())
+                        .unwrap_or_default();
+                    for w in &warnings {
+                        println!("{}: warning: {w}", path.display());
+                    }
+                    match warnings.len() {
+                        0 => println!("{}: OK", path.display()),
+                        n => println!("{}: OK with {n} warning(s)", path.display()),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -548,4 +601,21 @@ fn write_atomically(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     tmp.write_all(data)?;
     tmp.persist(path)?;
     Ok(())
+}
+
+/// `mugaika explain`: the explanation on standard output; 0, or 64 / 75 when it cannot run.
+fn explain(cfg: &Config, req: &mugaika::policy::explain::Request) -> ExitCode {
+    use mugaika::policy::explain::ExplainError;
+    let mut out = std::io::stdout().lock();
+    match mugaika::policy::explain::explain(cfg, req, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mugaika: explain: {e}");
+            match e {
+                ExplainError::NoRecipients => ExitCode::from(EX_USAGE),
+                ExplainError::Config(_) => ExitCode::from(EX_CONFIG),
+                _ => ExitCode::from(EX_TEMPFAIL),
+            }
+        }
+    }
 }

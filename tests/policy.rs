@@ -320,6 +320,21 @@ fn overrides_are_merged_onto_the_global_settings() {
     assert_eq!(default.rule, None);
     assert_eq!(default.sanitize.subject_tag, "[global]");
     assert!(default.overrides.is_empty());
+    // Why the default: each rule's first failing condition, then the conclusion.
+    assert_eq!(default.why.len(), 8, "{:?}", default.why);
+    assert!(default.why[0].starts_with("rule \"bounces\": sender a@nowhere.example"));
+    assert_eq!(default.why.last().unwrap(), "no rule matched");
+    let none = Policies::new(&Config::default()).unwrap();
+    let r = none.resolve(&Facts {
+        sender: "a@b",
+        recipient: "c@d",
+        client: None,
+        size: 1,
+        auth: &[],
+        first_contact: true,
+    });
+    assert_eq!((r.rule, r.first_contact), (None, false));
+    assert_eq!(r.why, ["there are no [[policy]] rules"]);
     // with_sanitize gives the pipeline its &Config.
     let cfg = Config::parse(RULES).unwrap();
     let c2 = cfg.with_sanitize(exact.sanitize.clone());
@@ -573,4 +588,138 @@ fn shadowed_and_unreachable_rules_are_reported() {
         };
         assert_eq!(warnings(&text), Vec::<String>::new(), "{text}");
     }
+}
+
+/// `testdata/explain/NNN-name.{eml,toml,args}` → `NNN-name.out`: the text of
+/// `mugaika explain` (the library function behind it). `BLESS=1` rewrites the expectations; a
+/// mismatch writes `NNN-name.out.failed` next to them (see tests/golden.rs).
+#[test]
+fn explain_golden() {
+    use std::path::PathBuf;
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/explain"));
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("testdata/explain exists")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 4, "the explain cases are missing");
+    let mut failed = Vec::new();
+    for eml in &cases {
+        let toml = std::fs::read_to_string(eml.with_extension("toml")).expect("case .toml");
+        let mut cfg = Config::parse(&toml).unwrap_or_else(|e| panic!("{}: {e}", eml.display()));
+        cfg.server.hostname = "mugaika.explain.test".into();
+        let args = std::fs::read_to_string(eml.with_extension("args")).expect("case .args");
+        let mut words = args.split_whitespace();
+        let (mut rcpts, mut sender, mut client, mut first) = (Vec::new(), None, None, false);
+        while let Some(w) = words.next() {
+            match w {
+                "--rcpt" => rcpts.push(words.next().expect("--rcpt ADDR").to_string()),
+                "--sender" => sender = words.next().map(str::to_string),
+                "--client" => client = words.next().map(|c| c.parse().expect("--client IP")),
+                "--first-contact" => first = true,
+                other => panic!("{}: unknown argument {other}", eml.display()),
+            }
+        }
+        let req = mugaika::policy::explain::Request {
+            message: eml,
+            recipients: &rcpts,
+            sender: sender.as_deref(),
+            client,
+            first_contact: first,
+        };
+        let mut out = Vec::new();
+        mugaika::policy::explain::explain(&cfg, &req, &mut out).expect("explain runs");
+        let expected_path = eml.with_extension("out");
+        let failed_path = eml.with_extension("out.failed");
+        if bless {
+            std::fs::write(&expected_path, &out).expect("write expectation");
+            let _ = std::fs::remove_file(&failed_path);
+            continue;
+        }
+        let expected = std::fs::read(&expected_path).unwrap_or_default();
+        if expected == out {
+            let _ = std::fs::remove_file(&failed_path);
+        } else {
+            std::fs::write(&failed_path, &out).expect("write .failed");
+            failed.push(format!(
+                "{} (diff -u {} {})",
+                eml.display(),
+                expected_path.display(),
+                failed_path.display()
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "explain output differs: {failed:#?}");
+}
+
+/// `mugaika check-config`: warnings about rules that can never apply exit 0, errors 78;
+/// `mugaika explain` runs from the command line and needs a recipient.
+#[test]
+fn check_config_and_explain_commands() {
+    use std::process::Command;
+    let exe = env!("CARGO_BIN_EXE_mugaika");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let shadowed = write(
+        "shadowed.toml",
+        "[policies]\nfirst_contact_days = 0\n[[policy]]\nname = \"everyone\"\n\
+         [[policy]]\nname = \"suppliers\"\nsender = [\"@supplier.co.jp\"]\n",
+    );
+    let out = Command::new(exe)
+        .args(["check-config"])
+        .arg(&shadowed)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("warning: policy \"suppliers\" is unreachable")
+            && stdout.contains("OK with 1 warning(s)"),
+        "{stdout}"
+    );
+    let bad = write(
+        "bad.toml",
+        "[[policy]]\nname = \"suppliers\"\n[policy.sanitize.attachments]\noffice = \"keep\"\n",
+    );
+    let out = Command::new(exe)
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("suppliers") && stderr.contains("keep"),
+        "{stderr}"
+    );
+    let eml = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/explain/004-null-sender.eml"
+    );
+    let cfg = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/explain/004-null-sender.toml"
+    );
+    let out = Command::new(exe)
+        .args(["explain", "--config", cfg, eml])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "--rcpt is required");
+    let out = Command::new(exe)
+        .args(["explain", "--config", cfg, eml, "--rcpt", "a@b.example"])
+        .args(["--sender", "<>", "--client", "192.0.2.1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("rule: bounces") && stdout.contains("nothing was delivered"),
+        "{stdout}"
+    );
 }

@@ -197,11 +197,11 @@ pub fn explain(cfg: &Config, req: &Request, out: &mut dyn Write) -> Result<(), E
                         }
                         what.push(')');
                     }
-                    writeln!(
-                        out,
-                        "  - {what}: {kind}: {} [{} octets]",
-                        act.reason, act.bytes_before
-                    )?;
+                    let size = match act.bytes_before {
+                        0 => String::new(),
+                        n => format!(" [{n} octets]"),
+                    };
+                    writeln!(out, "  - {what}: {kind}: {}{size}", act.reason)?;
                 }
             }
             Err(SanitizeError::Rejected(why)) => {

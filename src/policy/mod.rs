@@ -187,11 +187,11 @@ impl Policies {
                 Err(e) => not.push(format!("rule {:?}: {e}", rule.name)),
             }
         }
-        if not.is_empty() {
-            not.push("no rule matched".to_string());
+        not.push(if not.is_empty() {
+            "there are no [[policy]] rules".to_string()
         } else {
-            not.push("no [[policy]] rules".to_string());
-        }
+            "no rule matched".to_string()
+        });
         Resolved {
             rule: None,
             sanitize: self.default.clone(),
