@@ -677,3 +677,56 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The admin server in process: `/readyz` follows the readiness flags (spool, SMTP listener,
+/// shutdown), a server without a quarantine answers the API with 503, and the graceful
+/// shutdown ends the listener.
+#[test]
+fn readiness_in_process() {
+    use mugaika::admin::{Admin, Readiness};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = mugaika::config::Config::default();
+    cfg.spool.dir = tmp.path().join("spool");
+    cfg.admin.listen = ([127, 0, 0, 1], 0).into();
+    cfg.admin.token = TOKEN.into();
+    let spool = Arc::new(mugaika::spool::Spool::open(&cfg.spool.dir).expect("spool"));
+    let readiness = Arc::new(Readiness::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let admin = Admin::new(Arc::new(cfg), spool, None, readiness.clone()).expect("admin");
+    let listener = rt.block_on(admin.bind()).expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = rt.spawn(admin.serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let ready = || get(addr, "/readyz", &[]);
+    let r = ready();
+    assert_eq!((r.status, r.body.as_str()), (503, "spool not open"));
+    readiness.set_spool_open(true);
+    let r = ready();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "SMTP listener not bound")
+    );
+    readiness.set_smtp_bound(true);
+    assert_eq!(ready().status, 200);
+    let r = get(addr, "/api/quarantine", &[("Authorization", &bearer())]);
+    assert_eq!(r.status, 503, "{r:?}");
+    let m = get(addr, "/metrics", &[]);
+    assert!(m.body.contains("mugaika_queue_depth 0\n"), "{}", m.body);
+    readiness.set_stopping();
+    let r = ready();
+    assert_eq!((r.status, r.body.as_str()), (503, "shutting down"));
+    assert_eq!(get(addr, "/healthz", &[]).status, 200);
+
+    let _ = stop_tx.send(());
+    let ended = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), served).await });
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+    assert!(!accepting(addr));
+}
