@@ -615,3 +615,82 @@ fn unreferenced_parts_of_a_document_are_not_delivered() {
     );
     assert!(!unzip(&d.data).iter().any(|(n, _)| n.contains("payload")));
 }
+
+/// Text members (archive and TNEF): kept as UTF-8 text with CRLF lines, controls gone, names
+/// that Windows would run renamed `.txt`; text that is not text, or active XML, removed; with
+/// `text = "remove"` every text member goes.
+#[test]
+fn text_members_are_reencoded_or_removed_by_the_text_key() {
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("氏名,金額\n山田,=cmd|' /C calc'!A0\n");
+    let z = zip_of(&[
+        ("名簿.csv", &sjis),
+        ("memo.txt", "議事録\u{202E}gpj.exe\u{7}\n".as_bytes()),
+        ("run.js", b"WScript.CreateObject(\"WScript.Shell\").Run(\"calc\")\n"),
+        ("form.xml", "<?xml version=\"1.0\"?>\n<申請><氏名>山田</氏名></申請>\n".as_bytes()),
+        ("style.xml", b"<?xml version=\"1.0\"?><?xml-stylesheet type=\"text/xsl\" href=\"http://e/x.xsl\"?><a/>"),
+        ("data.txt", b"\x00\x01\x02binary\x00\xff\xfe"),
+    ]);
+    let d = match run(&z, "資料.zip") {
+        Verdict::Keep(d) => d,
+        v => panic!("{v:?}"),
+    };
+    let members: std::collections::HashMap<String, Vec<u8>> = unzip(&d.data).into_iter().collect();
+    let mut names: Vec<&String> = members.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["form.xml", "memo.txt", "run.txt", "名簿.csv"],
+        "{:?}",
+        d.changes
+    );
+    assert_eq!(
+        String::from_utf8(members["名簿.csv"].clone()).unwrap(),
+        "氏名,金額\r\n山田,'=cmd|' /C calc'!A0\r\n"
+    );
+    assert_eq!(members["memo.txt"], "議事録gpj.exe\r\n".as_bytes());
+    assert!(String::from_utf8(members["form.xml"].clone())
+        .unwrap()
+        .contains("<氏名>山田</氏名>"));
+    for (member, why) in [
+        ("style.xml", "markup that a browser could run"),
+        ("data.txt", "other = remove"),
+    ] {
+        assert!(
+            d.changes
+                .iter()
+                .any(|c| c.starts_with(&format!("{member}: removed")) && c.contains(why)),
+            "{member}: {:?}",
+            d.changes
+        );
+    }
+    assert!(
+        d.changes
+            .iter()
+            .any(|c| c.contains("re-encoded from Shift_JIS to UTF-8")),
+        "{:?}",
+        d.changes
+    );
+
+    let no_text = AttachmentPolicy {
+        text: AttachmentAction::Remove,
+        ..AttachmentPolicy::default()
+    };
+    let only_text = zip_of(&[("memo.txt", b"hello\n"), ("a.csv", b"a,b\n")]);
+    let r = removed(run_full(&only_text, "t.zip", &no_text, default_limits()));
+    assert!(r.contains("text = remove"), "{r}");
+
+    // TNEF: a text attachment comes out as text; its body is cleaned the same way.
+    // (attBody is in the TNEF's code page, cp1252 here: an ASCII body with a BEL.)
+    let t = tnef("Body\u{7} text\n", &[("手順.bat", b"del /q C:\\*\r\n")]);
+    let d = match run(&t, "winmail.dat") {
+        Verdict::Keep(d) => d,
+        v => panic!("{v:?}"),
+    };
+    assert_eq!(d.data, b"Body text\r\n");
+    assert!(d.changes.iter().any(|c| c == "body text: 1 control characters removed"));
+    assert_eq!(d.extra.len(), 1, "{:?}", d.changes);
+    let (name, member) = &d.extra[0];
+    assert_eq!(name, "手順.bat");
+    assert_eq!(member.extension.as_deref(), Some("txt"));
+    assert_eq!(member.content_type, "text/plain; charset=utf-8");
+}

@@ -224,3 +224,179 @@ pub(crate) fn not_handled(name: &str, why: &str, policy: &Policy) -> Verdict {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AttachmentAction as A;
+    use std::io::Write;
+
+    fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (n, d) in members {
+            w.start_file(*n, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(d).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn png() -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        ::image::DynamicImage::ImageRgb8(::image::RgbImage::new(2, 2))
+            .write_to(&mut out, ::image::ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    fn run(data: &[u8], filename: &str, a: &AttachmentPolicy) -> Verdict {
+        let policy = Policy {
+            attachments: a,
+            links: LinkPolicy::Show,
+            limits: Limits::from_config(&SanitizeConfig::default()),
+            depth: 0,
+        };
+        disarm(data, filename, None, &policy)
+    }
+
+    /// One sample per key, with the policy that quarantines only that key.
+    fn samples() -> Vec<(&'static str, Vec<u8>, &'static str, AttachmentPolicy)> {
+        let q = |f: fn(&mut AttachmentPolicy)| {
+            let mut a = AttachmentPolicy::default();
+            f(&mut a);
+            a
+        };
+        let docx = zip_of(&[
+            ("[Content_Types].xml", b"<Types/>"),
+            ("word/document.xml", b"<w/>"),
+        ]);
+        let mut enc = zip_of(&[("a.txt", b"secret")]);
+        enc[6] |= 1; // the encryption flag of the first local header
+        vec![
+            ("image", png(), "a.png", q(|a| a.image = A::Quarantine)),
+            (
+                "pdf",
+                b"%PDF-1.7\n%%EOF\n".to_vec(),
+                "a.pdf",
+                q(|a| a.pdf = A::Quarantine),
+            ),
+            ("office", docx, "a.docx", q(|a| a.office = A::Quarantine)),
+            (
+                "legacy_office",
+                b"{\\rtf1\\ansi hello}".to_vec(),
+                "a.rtf",
+                q(|a| a.legacy_office = A::Quarantine),
+            ),
+            (
+                "text",
+                "お知らせ\r\n".as_bytes().to_vec(),
+                "a.txt",
+                q(|a| a.text = A::Quarantine),
+            ),
+            (
+                "archive",
+                zip_of(&[("a.txt", b"hello")]),
+                "a.zip",
+                q(|a| a.archive = A::Quarantine),
+            ),
+            (
+                "encrypted_archive",
+                enc,
+                "a.zip",
+                q(|a| a.encrypted_archive = A::Quarantine),
+            ),
+            (
+                "other",
+                b"ID3\x04\0\0\0\0\0\0".to_vec(),
+                "a.mp3",
+                q(|a| a.other = A::Quarantine),
+            ),
+        ]
+    }
+
+    #[test]
+    fn quarantine_is_an_action_for_every_key() {
+        for (key, data, name, policy) in samples() {
+            match run(&data, name, &policy) {
+                Verdict::Quarantine { reason } => {
+                    assert!(
+                        reason.contains(&format!("{key} = quarantine")),
+                        "{key}: {reason}"
+                    )
+                }
+                v => panic!("{key}: {v:?}"),
+            }
+            // Only that key: under the defaults the same file is not held (except encrypted
+            // archives, whose default is quarantine).
+            let v = run(&data, name, &AttachmentPolicy::default());
+            assert_eq!(
+                matches!(v, Verdict::Quarantine { .. }),
+                key == "encrypted_archive",
+                "{key}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_member_under_quarantine_holds_the_whole_archive() {
+        let zip = zip_of(&[("photo.png", &png()), ("memo.txt", "議事録\r\n".as_bytes())]);
+        for (key, a) in [
+            (
+                "text",
+                AttachmentPolicy {
+                    text: A::Quarantine,
+                    ..AttachmentPolicy::default()
+                },
+            ),
+            (
+                "image",
+                AttachmentPolicy {
+                    image: A::Quarantine,
+                    ..AttachmentPolicy::default()
+                },
+            ),
+        ] {
+            match run(&zip, "a.zip", &a) {
+                Verdict::Quarantine { reason } => {
+                    assert!(reason.contains(&format!("{key} = quarantine")), "{reason}")
+                }
+                v => panic!("{key}: {v:?}"),
+            }
+        }
+        assert!(matches!(
+            run(&zip, "a.zip", &AttachmentPolicy::default()),
+            Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn text_is_removed_by_text_remove_and_other_content_by_other() {
+        let no_text = AttachmentPolicy {
+            text: A::Remove,
+            ..AttachmentPolicy::default()
+        };
+        assert_eq!(
+            run(b"hello\r\n", "a.txt", &no_text),
+            Verdict::Remove {
+                reason: "text: text = remove".into()
+            }
+        );
+        assert_eq!(
+            run(
+                b"ID3\x04\0\0\0\0\0\0",
+                "a.mp3",
+                &AttachmentPolicy::default()
+            ),
+            Verdict::Remove {
+                reason: "audio: other = remove".into()
+            }
+        );
+        match run("東京都\n".as_bytes(), "a.csv", &AttachmentPolicy::default()) {
+            Verdict::Keep(d) => {
+                assert_eq!(d.content_type, "text/plain; charset=utf-8");
+                assert_eq!(d.data, "東京都\r\n".as_bytes());
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+}

@@ -136,15 +136,7 @@ pub fn convert(data: &[u8], filename: &str) -> Result<Disarmed, NotText> {
         ));
     }
     let (mut out, removed) = clean(text);
-    if removed.controls > 0 {
-        changes.push(format!("{} control characters removed", removed.controls));
-    }
-    if removed.bidi > 0 {
-        changes.push(format!(
-            "{} bidirectional control characters removed",
-            removed.bidi
-        ));
-    }
+    changes.extend(removed.changes());
     if keep_ext && matches!(ext.as_deref(), Some("csv" | "tsv")) {
         let (neutral, n) = neutralise_formulas(&out);
         if n > 0 {
@@ -181,15 +173,33 @@ fn active_markup(text: &str) -> Option<&'static str> {
         .map(|m| m.trim_start_matches(['<', ':', '?', '!']))
 }
 
+/// What [`clean`] removed.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Removed {
-    controls: usize,
-    bidi: usize,
+pub(crate) struct Removed {
+    pub controls: usize,
+    pub bidi: usize,
+}
+
+impl Removed {
+    /// The change lines for what was removed.
+    pub(crate) fn changes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.controls > 0 {
+            out.push(format!("{} control characters removed", self.controls));
+        }
+        if self.bidi > 0 {
+            out.push(format!(
+                "{} bidirectional control characters removed",
+                self.bidi
+            ));
+        }
+        out
+    }
 }
 
 /// CRLF line ends (CR, LF and CRLF each become one CRLF), control characters other than tab
 /// removed (C0, DEL, C1, and the Unicode line and paragraph separators), bidi controls removed.
-fn clean(text: &str) -> (String, Removed) {
+pub(crate) fn clean(text: &str) -> (String, Removed) {
     let mut out = String::with_capacity(text.len() + text.len() / 32);
     let mut removed = Removed::default();
     let mut chars = text.chars().peekable();

@@ -447,6 +447,15 @@ pub fn disarm(data: &[u8], policy: &Policy) -> Verdict {
             ),
         };
     }
+    // The body is delivered as a text attachment: cleaned as one (CRLF, no control or
+    // bidirectional control characters).
+    let (body, removed) = super::text::clean(&body);
+    changes.extend(
+        removed
+            .changes()
+            .into_iter()
+            .map(|c| format!("body text: {c}")),
+    );
     Verdict::Keep(Disarmed {
         data: body.into_bytes(),
         content_type: "text/plain; charset=utf-8".into(),
