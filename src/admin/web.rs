@@ -904,6 +904,8 @@ async fn login(State(st): State<Shared>, headers: HeaderMap, Form(f): Form<Login
     }
     if !st.token.matches(f.token.as_deref().unwrap_or("").trim()) {
         tracing::warn!(target: "audit", event = "admin-login-failed", "admin: wrong token at login");
+        // A pause per failure: guessing stays slow even from a script.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         return login_page(
             &st,
             lang,
