@@ -687,7 +687,10 @@ fn text_members_are_reencoded_or_removed_by_the_text_key() {
         v => panic!("{v:?}"),
     };
     assert_eq!(d.data, b"Body text\r\n");
-    assert!(d.changes.iter().any(|c| c == "body text: 1 control characters removed"));
+    assert!(d
+        .changes
+        .iter()
+        .any(|c| c == "body text: 1 control characters removed"));
     assert_eq!(d.extra.len(), 1, "{:?}", d.changes);
     let (name, member) = &d.extra[0];
     assert_eq!(name, "手順.bat");
