@@ -723,3 +723,119 @@ fn check_config_and_explain_commands() {
         "{stdout}"
     );
 }
+
+/// The first-contact rule's own conditions: when they do not hold, the ordinary rules apply.
+#[test]
+fn first_contact_rule_with_conditions() {
+    let cfg = Config::parse(
+        "[policies]\nfirst_contact_policy = \"fc\"\n\
+         [[policy]]\nname = \"fc\"\nrecipient = [\"@city.example.lg.jp\"]\n\
+         [policy.sanitize.attachments]\noffice = \"quarantine\"\n\
+         [[policy]]\nname = \"all\"\n",
+    )
+    .unwrap();
+    let p = Policies::new(&cfg).unwrap();
+    assert!(p.first_contact_enabled());
+    let f = |rcpt, first| {
+        let r = p.resolve(&Facts {
+            sender: "a@b.example",
+            recipient: rcpt,
+            client: None,
+            size: 1,
+            auth: &[],
+            first_contact: first,
+        });
+        (r.rule, r.first_contact, r.sanitize.attachments.office)
+    };
+    let fc = (Some("fc".to_string()), true, AttachmentAction::Quarantine);
+    let all = (Some("all".to_string()), false, AttachmentAction::Disarm);
+    assert_eq!(f("x@city.example.lg.jp", true), fc);
+    assert_eq!(f("x@city.example.lg.jp", false), all);
+    assert_eq!(f("x@elsewhere.example", true), all);
+    // first_contact_days = 0: the fact is ignored.
+    let cfg = Config::parse(
+        "[policies]\nfirst_contact_policy = \"fc\"\nfirst_contact_days = 0\n[[policy]]\nname = \"fc\"\n",
+    )
+    .unwrap();
+    let p = Policies::new(&cfg).unwrap();
+    assert!(!p.first_contact_enabled());
+    let r = p.resolve(&Facts {
+        sender: "a@b.example",
+        recipient: "c@d",
+        client: None,
+        size: 1,
+        auth: &[],
+        first_contact: true,
+    });
+    assert_eq!((r.rule, r.first_contact), (None, false));
+}
+
+/// Hostile input never panics: random header blocks built from the characters that matter to
+/// the Authentication-Results parser, and random addresses against every pattern form.
+#[test]
+fn hostile_inputs_do_not_panic() {
+    let p = policies();
+    let trusted = vec!["mx.city.example.lg.jp".to_string()];
+    let alphabet: &[&[u8]] = &[
+        b"Authentication-Results: ",
+        b"mx.city.example.lg.jp",
+        b"Received: ",
+        b";",
+        b"=",
+        b"(",
+        b")",
+        b"\"",
+        b"\\",
+        b" ",
+        b"\r\n",
+        b"\n",
+        b"\r\n\t",
+        b"dmarc",
+        b"pass",
+        b"header.d",
+        b"@",
+        b"*",
+        b"<>",
+        b"\xff\xfe",
+        "日本".as_bytes(),
+        b":",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut block = Vec::new();
+        for _ in 0..(next() % 40) {
+            block.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
+        }
+        let auth = auth_results(&block, &trusted);
+        let text = String::from_utf8_lossy(&block);
+        let addr: String = text.chars().take(300).collect();
+        let r = p.resolve(&Facts {
+            sender: &addr,
+            recipient: &addr,
+            client: None,
+            size: next(),
+            auth: &auth,
+            first_contact: next() % 2 == 0,
+        });
+        assert!(!r.why.is_empty());
+    }
+    // A long address against the wildcards stays fast (quadratic at worst, small inputs).
+    let long = format!("{}@{}.go.jp", "a".repeat(4000), "b.".repeat(2000));
+    let started = std::time::Instant::now();
+    let r = p.resolve(&Facts {
+        sender: &long,
+        recipient: &long,
+        client: None,
+        size: 1,
+        auth: &[],
+        first_contact: false,
+    });
+    assert_eq!(r.rule.as_deref(), Some("wild"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

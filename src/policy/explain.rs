@@ -249,3 +249,30 @@ fn sender_of(head: &[u8]) -> (String, &'static str) {
     }
     (String::new(), "none in the message")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_sender_comes_from_return_path_then_from() {
+        let s = |h: &str| sender_of(h.as_bytes());
+        assert_eq!(
+            s("Return-Path: <a@b.example>\r\nFrom: c@d.example\r\n\r\n"),
+            ("<a@b.example>".into(), "Return-Path")
+        );
+        assert_eq!(
+            s("Return-Path: <>\nFrom: c@d.example\n\n"),
+            ("<>".into(), "Return-Path")
+        );
+        assert_eq!(
+            s("From: =?UTF-8?B?5bGx55Sw?= <C@D.example>\n\n"),
+            ("C@D.example".into(), "From")
+        );
+        assert_eq!(
+            s("Subject: x\n\nFrom: e@f\n"),
+            (String::new(), "none in the message")
+        );
+        assert_eq!(s("Return-Path: junk\n\n").1, "none in the message");
+    }
+}
