@@ -92,6 +92,10 @@ enum Command {
         #[command(subcommand)]
         action: mugaika::quarantine::cli::Command,
     },
+    /// Internal: renders the PDF on standard input for `pdf = "rasterize"` (mugaika runs
+    /// itself with this, in a child process with its own resource limits).
+    #[command(name = "rasterize-worker", hide = true)]
+    RasterizeWorker(mugaika::cdr::raster::WorkerArgs),
 }
 
 #[derive(Subcommand)]
@@ -135,7 +139,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> ExitCode {
+    // `pdf = "rasterize"` renders in a child process: this same binary, re-executed.
+    if let Ok(exe) = std::env::current_exe() {
+        mugaika::cdr::raster::set_worker(exe);
+    }
     match cli.command {
+        Command::RasterizeWorker(args) => ExitCode::from(mugaika::cdr::raster::worker_main(&args)),
         Command::Serve { config } => {
             let cfg = match load_config(config.as_deref()) {
                 Ok(c) => c,
@@ -215,7 +224,14 @@ fn run(cli: Cli) -> ExitCode {
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
-    Config::load_or_default(path).map_err(|e| {
+    let loaded = Config::load_or_default(path);
+    if let Ok(c) = &loaded {
+        mugaika::cdr::raster::set_page_options(
+            c.sanitize.rasterize_dpi,
+            c.sanitize.max_rasterize_pages,
+        );
+    }
+    loaded.map_err(|e| {
         eprintln!("mugaika: {e}");
         ExitCode::from(EX_CONFIG)
     })

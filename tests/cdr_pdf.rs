@@ -732,24 +732,26 @@ fn links_follow_the_link_policy() {
 }
 
 #[test]
-fn rasterize_falls_back_to_disarm() {
+fn rasterize_without_a_worker_falls_back_to_disarm() {
     let data = document(
         "Hello",
         "/OpenAction 6 0 R",
         "",
         vec![b"<< /S /JavaScript /JS (1) >>".to_vec()],
     );
-    let policy = AttachmentPolicy {
-        pdf: AttachmentAction::Rasterize,
-        ..AttachmentPolicy::default()
-    };
-    match run_with(&data, &policy, LinkPolicy::Show) {
-        Verdict::Keep(d) => {
-            assert_inert("rasterize", &d.data);
-            assert!(d.changes[0].contains("rasteris"), "{:?}", d.changes);
-        }
-        other => panic!("{other:?}"),
-    }
+    let d = cdr::pdf::rasterize(
+        &data,
+        LinkPolicy::Show,
+        &limits(),
+        Err(cdr::raster::RasterError::NoWorker),
+    )
+    .unwrap();
+    assert_inert("rasterize", &d.data);
+    assert!(
+        d.changes[0].starts_with("not rasterised (rasterising is not available"),
+        "{:?}",
+        d.changes
+    );
 }
 
 #[test]
@@ -859,4 +861,519 @@ fn bench_disarm_throughput() {
         total_bytes / 1_000_000,
         total_time
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// pdf = "rasterize"
+// ---------------------------------------------------------------------------------------------
+
+fn rasterize_policy() -> AttachmentPolicy {
+    AttachmentPolicy {
+        pdf: AttachmentAction::Rasterize,
+        ..AttachmentPolicy::default()
+    }
+}
+
+/// Rasterising through `cdr::disarm`, with this test binary's mugaika as the worker.
+fn rasterize_run(data: &[u8]) -> Verdict {
+    cdr::raster::set_worker(PathBuf::from(env!("CARGO_BIN_EXE_mugaika")));
+    run_with(data, &rasterize_policy(), LinkPolicy::Show)
+}
+
+/// `pages` pages of `w` x `h` points, each showing a line of large text; JavaScript to open,
+/// on page open (/AA) and in a link annotation.
+fn text_pages(pages: usize, w: u32, h: u32, text: &str) -> Vec<u8> {
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R \
+          /Names << /JavaScript << /Names [(x) 3 0 R] >> >> >>"
+            .to_vec(),
+        Vec::new(),
+        b"<< /S /JavaScript /JS (app.alert\\('rasterise me'\\)) >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >>".to_vec(),
+        b"<< /Type /Annot /Subtype /Link /Rect [0 0 100 100] /A 3 0 R >>".to_vec(),
+    ];
+    let mut kids = Vec::new();
+    for p in 0..pages {
+        let content = format!("BT /F1 48 Tf 40 {} Td ({text} {p}) Tj ET", h / 2);
+        objects.push(stream("", content.as_bytes()));
+        let contents = objects.len();
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] /Contents {contents} 0 R \
+                 /Resources << /Font << /F1 4 0 R >> >> /Annots [5 0 R] /AA << /O 3 0 R >> >>"
+            )
+            .into_bytes(),
+        );
+        kids.push(format!("{} 0 R", objects.len()));
+    }
+    objects[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+        kids.join(" ")
+    )
+    .into_bytes();
+    pdf(&objects)
+}
+
+/// Checks that `pdf` is made of pages showing one DCT image each and nothing else; returns
+/// the decoded page images.
+fn assert_images_only(label: &str, pdf: &[u8]) -> Vec<image::RgbImage> {
+    assert_inert(label, pdf);
+    let doc = lopdf::Document::load_mem(pdf).unwrap();
+    let mut images = Vec::new();
+    for (id, object) in &doc.objects {
+        match object {
+            lopdf::Object::Stream(s) => {
+                let subtype = s.dict.get(b"Subtype").and_then(|t| t.as_name()).ok();
+                let xref = s.dict.get(b"Type").and_then(|t| t.as_name()).ok() == Some(b"XRef");
+                if xref {
+                    continue;
+                }
+                if subtype == Some(b"Image".as_slice()) {
+                    let filter = s.dict.get(b"Filter").and_then(|t| t.as_name()).unwrap();
+                    assert_eq!(filter, b"DCTDecode", "{label}: {id:?}");
+                    let img =
+                        image::load_from_memory_with_format(&s.content, image::ImageFormat::Jpeg)
+                            .unwrap_or_else(|e| {
+                                panic!("{label}: image {id:?} does not decode: {e}")
+                            });
+                    images.push(img.to_rgb8());
+                } else {
+                    // Page contents: only "draw the image over the page".
+                    let text = String::from_utf8_lossy(&s.content);
+                    let ops: Vec<&str> = text.split_whitespace().collect();
+                    assert_eq!(ops.len(), 11, "{label}: content {text:?}");
+                    assert_eq!(&ops[8..], ["/Im0", "Do", "Q"], "{label}: content {text:?}");
+                }
+            }
+            lopdf::Object::Dictionary(d) => {
+                for key in [
+                    &b"Font"[..],
+                    b"Annots",
+                    b"AcroForm",
+                    b"Names",
+                    b"Outlines",
+                    b"A",
+                ] {
+                    assert!(
+                        !d.has(key),
+                        "{label}: /{} in {id:?}",
+                        String::from_utf8_lossy(key)
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    images
+}
+
+fn pdfinfo_pages(pdf: &[u8]) -> Option<usize> {
+    let dir = tempfile::tempdir().ok()?;
+    let input = dir.path().join("in.pdf");
+    std::fs::write(&input, pdf).ok()?;
+    let out = Command::new("pdfinfo").arg(&input).output().ok()?;
+    assert!(out.status.success(), "pdfinfo refuses the output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Renders page 1 with poppler at 20 dpi: the reader must accept the file.
+fn pdftoppm_ok(pdf: &[u8]) -> Option<bool> {
+    let dir = tempfile::tempdir().ok()?;
+    let input = dir.path().join("in.pdf");
+    std::fs::write(&input, pdf).ok()?;
+    let out = Command::new("pdftoppm")
+        .args(["-r", "20", "-f", "1", "-l", "1", "-png"])
+        .arg(&input)
+        .arg(dir.path().join("page"))
+        .output()
+        .ok()?;
+    Some(out.status.success() && out.stderr.is_empty())
+}
+
+/// Share of dark pixels: the text must have been drawn, not a blank page.
+fn dark_share(img: &image::RgbImage) -> f64 {
+    let dark = img
+        .pixels()
+        .filter(|p| p.0.iter().all(|&c| c < 100))
+        .count();
+    dark as f64 / (img.width() as f64 * img.height() as f64)
+}
+
+#[test]
+fn rasterized_pdf_shows_the_pages_as_images_only() {
+    let data = text_pages(3, 595, 842, "VISIBLE TEXT");
+    assert!(pdftotext(&data).is_none_or(|t| t.contains("VISIBLE TEXT 2")));
+    let started = Instant::now();
+    let d = match rasterize_run(&data) {
+        Verdict::Keep(d) => d,
+        other => panic!("{other:?}"),
+    };
+    eprintln!("3 A4 pages rasterised in {:?}", started.elapsed());
+    assert_eq!(
+        d.changes[0],
+        "rasterised: 3 pages redrawn as images; text, links, forms and scripts removed"
+    );
+    assert_eq!(d.content_type, "application/pdf");
+    let images = assert_images_only("text pages", &d.data);
+    assert_eq!(images.len(), 3);
+    for img in &images {
+        // A4 at the default 100 dpi.
+        assert_eq!((img.width(), img.height()), (826, 1169));
+        let share = dark_share(img);
+        assert!(share > 0.002 && share < 0.2, "text not drawn: {share}");
+    }
+    let doc = lopdf::Document::load_mem(&d.data).unwrap();
+    for (_, page) in doc.get_pages() {
+        let dict = doc.get_dictionary(page).unwrap();
+        let mb: Vec<f32> = dict
+            .get(b"MediaBox")
+            .and_then(|m| m.as_array())
+            .unwrap()
+            .iter()
+            .map(|o| o.as_float().unwrap())
+            .collect();
+        assert_eq!(mb, [0.0, 0.0, 595.0, 842.0]);
+    }
+    if have_pdftotext() {
+        assert_eq!(pdfinfo_pages(&d.data), Some(3));
+        assert_eq!(
+            pdftotext(&d.data).as_deref(),
+            Some(""),
+            "text left in the output"
+        );
+        assert_eq!(
+            pdftoppm_ok(&d.data),
+            Some(true),
+            "pdftoppm cannot render the output"
+        );
+        assert_poppler_sees_nothing_active("rasterised", &d.data);
+    }
+}
+
+#[test]
+fn rasterize_caps_the_pixels_of_a_huge_page() {
+    // 200 x 200 inches: 400 M pixels at 100 dpi, rendered within max_image_pixels instead.
+    let data = text_pages(1, 14_400, 14_400, "BIG");
+    let started = Instant::now();
+    let d = match rasterize_run(&data) {
+        Verdict::Keep(d) => d,
+        other => panic!("{other:?}"),
+    };
+    let took = started.elapsed();
+    eprintln!("200x200 inch page rasterised in {took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(
+        d.changes[0].starts_with("rasterised: 1 page "),
+        "{:?}",
+        d.changes
+    );
+    assert!(
+        d.changes.iter().any(|c| c.contains("lower resolution")),
+        "{:?}",
+        d.changes
+    );
+    let images = assert_images_only("huge page", &d.data);
+    let px = u64::from(images[0].width()) * u64::from(images[0].height());
+    assert!(
+        px <= limits().max_pixels && px > limits().max_pixels / 2,
+        "{px}"
+    );
+    assert!(d.data.len() < 25 << 20);
+    if have_pdftotext() {
+        assert_eq!(pdfinfo_pages(&d.data), Some(1));
+    }
+}
+
+#[test]
+fn rasterize_page_cap_disarms_long_pdfs() {
+    let data = text_pages(10_000, 200, 200, "p");
+    let started = Instant::now();
+    let d = match rasterize_run(&data) {
+        Verdict::Keep(d) => d,
+        other => panic!("{other:?}"),
+    };
+    let took = started.elapsed();
+    eprintln!("10,000-page PDF refused by the page cap and disarmed in {took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(
+        d.changes[0],
+        "not rasterised: 10000 pages, more than max_rasterize_pages (50); disarmed instead"
+    );
+    assert_inert("page cap", &d.data);
+    // Disarmed, not rasterised: the text is still there.
+    assert!(memchr::memmem::find(&d.data, b"/Font").is_some());
+}
+
+fn raster_options(test_hang: bool, deadline: Duration) -> cdr::raster::Options {
+    cdr::raster::Options {
+        worker: PathBuf::from(env!("CARGO_BIN_EXE_mugaika")),
+        dpi: 50,
+        max_pages: 50,
+        max_pixels: limits().max_pixels,
+        jpeg_quality: 80,
+        max_output: 25 << 20,
+        deadline: Instant::now() + deadline,
+        test_hang,
+    }
+}
+
+/// Zombie children of this process (a worker killed but not reaped).
+fn zombie_children() -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return found;
+    };
+    for t in tasks.flatten() {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // "pid (comm) state ...": the state follows the last ')'.
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+            {
+                found.push(stat);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn rasterize_hanging_worker_is_killed_and_the_pdf_disarmed() {
+    let data = text_pages(2, 595, 842, "hang");
+    let started = Instant::now();
+    let d = cdr::pdf::rasterize(
+        &data,
+        LinkPolicy::Show,
+        &limits(),
+        Ok(raster_options(true, Duration::from_secs(2))),
+    )
+    .unwrap();
+    let took = started.elapsed();
+    eprintln!("hanging worker: fell back after {took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(
+        d.changes[0].starts_with("not rasterised (the renderer did not finish within ")
+            && d.changes[0].ends_with(" ms); disarmed instead"),
+        "{:?}",
+        d.changes
+    );
+    assert_inert("hang", &d.data);
+    // The killed worker was reaped (zombies of other tests' workers last milliseconds).
+    assert!(
+        (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            zombie_children().is_empty()
+        }),
+        "zombie workers: {:?}",
+        zombie_children()
+    );
+    // A large input to a worker that never reads: the write fails at the kill, no deadlock.
+    let big = text_pages(6000, 595, 842, "a long line of text to make the file big");
+    assert!(big.len() > 1 << 20);
+    let started = Instant::now();
+    let r = cdr::raster::rasterize(&big, &raster_options(true, Duration::from_secs(1)));
+    assert!(
+        matches!(r, Err(cdr::raster::RasterError::Timeout(ms)) if ms <= 1000),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn rasterize_worker_garbage_or_crash_falls_back() {
+    let data = text_pages(1, 595, 842, "garbage");
+    // A "worker" that prints its arguments, one that prints nothing, one that is missing.
+    // Whether a worker that ignores its input ends before or after the write is a race: either
+    // reason is right.
+    for (worker, expect) in [
+        ("/bin/echo", &["malformed", "input not accepted"][..]),
+        ("/bin/true", &["malformed", "input not accepted"]),
+        ("/bin/false", &["worker exited with status 1"]),
+        ("/nonexistent/mugaika", &["could not be started"]),
+    ] {
+        let mut opts = raster_options(false, Duration::from_secs(10));
+        opts.worker = PathBuf::from(worker);
+        let d = cdr::pdf::rasterize(&data, LinkPolicy::Show, &limits(), Ok(opts)).unwrap();
+        assert!(
+            d.changes[0].starts_with("not rasterised (")
+                && expect.iter().any(|e| d.changes[0].contains(e)),
+            "{worker}: {:?}",
+            d.changes
+        );
+        assert_inert(worker, &d.data);
+    }
+    // Not a PDF the renderer can open: its error frame is the reason.
+    let opts = raster_options(false, Duration::from_secs(10));
+    let r = cdr::raster::rasterize(b"%PDF-1.4\n garbage", &opts);
+    assert!(
+        matches!(&r, Err(cdr::raster::RasterError::Worker(m)) if m.starts_with("unreadable PDF")),
+        "{r:?}"
+    );
+}
+
+/// Minimal message with one PDF attachment.
+fn mail_with_pdf(name: &str, pdf: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pdf);
+    let mut body = String::new();
+    for chunk in b64.as_bytes().chunks(76) {
+        body.push_str(std::str::from_utf8(chunk).unwrap());
+        body.push_str("\r\n");
+    }
+    format!(
+        "From: a@example.jp\r\nTo: b@example.lg.jp\r\nSubject: pdf\r\n\
+         Message-ID: <r@example.jp>\r\nDate: Sun, 22 Nov 2026 03:00:00 +0900\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attachment\r\n\
+         --b\r\nContent-Type: application/pdf; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{body}--b--\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn pdfjs_corpus_rasterized_through_the_cli() {
+    let Some(files) = pdfjs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (inp, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&inp).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    for (i, p) in files.iter().enumerate() {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let msg = mail_with_pdf(&name, &std::fs::read(p).unwrap());
+        std::fs::write(inp.join(format!("{i:03}.eml")), msg).unwrap();
+    }
+    let config = tmp.path().join("mugaika.toml");
+    std::fs::write(
+        &config,
+        "[sanitize]\nrasterize_dpi = 72\n\n[sanitize.attachments]\npdf = \"rasterize\"\n",
+    )
+    .unwrap();
+    let report = tmp.path().join("report.json");
+    let started = Instant::now();
+    let run = Command::new(env!("CARGO_BIN_EXE_mugaika"))
+        .arg("sanitize")
+        .arg("--config")
+        .arg(&config)
+        .arg(&inp)
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    eprintln!(
+        "{} corpus PDFs through the CLI in {:?}",
+        files.len(),
+        started.elapsed()
+    );
+    assert!(
+        run.status.success(),
+        "mugaika sanitize: {:?}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let outcomes = report.as_array().expect("one outcome per input");
+    let (mut rasterised, mut disarmed, mut removed) = (0, 0, 0);
+    for (i, p) in files.iter().enumerate() {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let raw = std::fs::read(out.join(format!("{i:03}.eml"))).unwrap();
+        let msg = mail_parser::MessageParser::default()
+            .parse(&raw[..])
+            .unwrap();
+        let pdfs: Vec<Vec<u8>> = msg
+            .attachments()
+            .map(|a| a.contents().to_vec())
+            .filter(|c| c.starts_with(b"%PDF"))
+            .collect();
+        let reason = outcomes
+            .iter()
+            .find(|o| {
+                o["input"]
+                    .as_str()
+                    .is_some_and(|s| s.ends_with(&format!("{i:03}.eml")))
+            })
+            .and_then(|o| o["report"]["actions"].as_array())
+            .and_then(|a| a.iter().find(|a| a["name"].as_str() == Some(name.as_str())))
+            .and_then(|a| a["reason"].as_str())
+            .unwrap_or_else(|| panic!("{name}: no attachment action in the report"))
+            .to_string();
+        eprintln!("{name}: {reason}");
+        match pdfs.as_slice() {
+            [] => removed += 1,
+            [pdf] => {
+                assert_inert(&name, pdf);
+                if reason.starts_with("rasterised: ") {
+                    let images = assert_images_only(&name, pdf);
+                    assert!(!images.is_empty(), "{name}: no page image");
+                    rasterised += 1;
+                } else {
+                    assert!(reason.starts_with("not rasterised"), "{name}: {reason}");
+                    disarmed += 1;
+                }
+                if have_pdftotext() {
+                    assert_poppler_sees_nothing_active(&name, pdf);
+                    assert_eq!(
+                        pdftoppm_ok(pdf),
+                        Some(true),
+                        "{name}: poppler cannot render it"
+                    );
+                }
+            }
+            more => panic!("{name}: {} PDFs", more.len()),
+        }
+    }
+    eprintln!("rasterised {rasterised}, disarmed instead {disarmed}, removed {removed}");
+    assert!(
+        rasterised >= files.len() / 2,
+        "only {rasterised} of {} rasterised",
+        files.len()
+    );
+}
+
+/// Rasterising speed: `cargo test --release --test cdr_pdf -- --ignored --nocapture bench_r`.
+#[test]
+#[ignore]
+fn bench_rasterize_pages_per_second() {
+    let mut inputs = vec![(
+        "generated A4 text".to_string(),
+        20usize,
+        text_pages(20, 595, 842, "municipal notice text"),
+    )];
+    // A real manual when the machine has it (Debian's libtasn1-doc, 36 letter pages).
+    let manual = std::path::Path::new("/usr/share/doc/libtasn1-doc/libtasn1.pdf");
+    if let (Ok(data), Some(pages)) = (
+        std::fs::read(manual),
+        std::fs::read(manual).ok().and_then(|d| pdfinfo_pages(&d)),
+    ) {
+        inputs.push(("libtasn1.pdf".into(), pages, data));
+    }
+    for (label, pages, data) in &inputs {
+        let started = Instant::now();
+        let d = match rasterize_run(data) {
+            Verdict::Keep(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let took = started.elapsed();
+        assert!(d.changes[0].starts_with("rasterised"), "{:?}", d.changes);
+        eprintln!(
+            "rasterize {label}: {pages} pages at 100 dpi in {took:?}: {:.1} pages/s, \
+             {} -> {} octets",
+            *pages as f64 / took.as_secs_f64(),
+            data.len(),
+            d.data.len()
+        );
+    }
 }

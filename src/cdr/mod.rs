@@ -16,6 +16,7 @@ pub mod image;
 pub mod legacy;
 pub mod office;
 pub mod pdf;
+pub mod raster;
 pub mod text;
 pub mod tnef;
 

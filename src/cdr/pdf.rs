@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use lopdf::{Dictionary, Document, LoadOptions, Object, ObjectId, ObjectStream, Stream};
 
+use super::raster::{self, RasterError};
 use super::{Disarmed, Limits, Policy, Verdict};
 use crate::config::{AttachmentAction, LinkPolicy};
 
@@ -135,21 +136,20 @@ pub enum PdfError {
     Deadline,
 }
 
-/// Disarms (or extracts the text of) a PDF per `sanitize.attachments.pdf`.
+/// Disarms, rasterises or extracts the text of a PDF per `sanitize.attachments.pdf`.
 ///
-/// `rasterize` has no renderer in this build: it disarms instead and says so in `changes`.
+/// `rasterize` renders in a worker process ([`super::raster`]); when that is not possible
+/// (no worker, too many pages, renderer failure or timeout) the PDF is disarmed instead and
+/// the first change line says why.
 pub fn disarm(data: &[u8], policy: &Policy) -> Verdict {
     let outcome = match policy.attachments.pdf {
         AttachmentAction::Text => to_text(data, &policy.limits),
-        AttachmentAction::Rasterize => {
-            disarm_pdf(data, policy.links, &policy.limits).map(|mut d| {
-                d.changes.insert(
-                    0,
-                    "rasterising is not available, disarmed instead (pdf = rasterize)".into(),
-                );
-                d
-            })
-        }
+        AttachmentAction::Rasterize => rasterize(
+            data,
+            policy.links,
+            &policy.limits,
+            raster::Options::from_limits(&policy.limits),
+        ),
         _ => disarm_pdf(data, policy.links, &policy.limits),
     };
     match outcome {
@@ -158,6 +158,68 @@ pub fn disarm(data: &[u8], policy: &Policy) -> Verdict {
             reason: format!("pdf: {e}"),
         },
     }
+}
+
+/// Rasterises with `opts` (see [`super::raster`]): the PDF is disarmed first and the renderer
+/// is given the disarmed file, so that it never parses what the fenced loader refused nor sees
+/// a script, and encryption with an empty password is already undone. When rasterising is not
+/// possible the disarmed PDF is delivered, with the reason as its first change line; when the
+/// disarm itself fails, the PDF is removed as under `pdf = "disarm"`. The image-only output
+/// passes [`check_clean`] like any disarmed PDF (fail closed: never the input as it came).
+pub fn rasterize(
+    data: &[u8],
+    links: LinkPolicy,
+    limits: &Limits,
+    opts: Result<raster::Options, RasterError>,
+) -> Result<Disarmed, PdfError> {
+    let mut disarmed = disarm_pdf(data, links, limits)?;
+    let instead = |mut d: Disarmed, why: String| {
+        d.changes.insert(0, why);
+        Ok(d)
+    };
+    let done = match opts.and_then(|o| raster::rasterize(&disarmed.data, &o)) {
+        Ok(r) => r,
+        Err(RasterError::Deadline) => return Err(PdfError::Deadline),
+        Err(RasterError::TooManyPages { pages, max }) => {
+            return instead(
+                disarmed,
+                format!(
+                    "not rasterised: {pages} pages, more than max_rasterize_pages ({max}); \
+                 disarmed instead"
+                ),
+            )
+        }
+        Err(e) => return instead(disarmed, format!("not rasterised ({e}); disarmed instead")),
+    };
+    if let Err(e) = check_clean(&done.data, links, limits) {
+        return match e {
+            PdfError::Deadline => Err(e),
+            e => instead(
+                disarmed,
+                format!("rasterised output refused ({e}); disarmed instead"),
+            ),
+        };
+    }
+    let mut changes = vec![format!(
+        "rasterised: {} page{} redrawn as images; text, links, forms and scripts removed",
+        done.pages,
+        if done.pages == 1 { "" } else { "s" }
+    )];
+    if done.reduced > 0 {
+        changes.push(format!(
+            "{} oversized page(s) rendered at a lower resolution",
+            done.reduced
+        ));
+    }
+    // What the disarm found (scripts, embedded files...) is worth telling too.
+    changes.append(&mut disarmed.changes);
+    Ok(Disarmed {
+        data: done.data,
+        content_type: "application/pdf".into(),
+        extension: None,
+        changes,
+        extra: Vec::new(),
+    })
 }
 
 /// Removes every active feature and returns the rewritten PDF, checked by [`check_clean`].
