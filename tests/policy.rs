@@ -839,3 +839,17 @@ fn hostile_inputs_do_not_panic() {
     assert_eq!(r.rule.as_deref(), Some("wild"));
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+/// A configuration with rules survives serialisation (what a reload or a config dump does).
+#[test]
+fn rules_round_trip_through_toml() {
+    let cfg = Config::parse(RULES).unwrap();
+    let text = toml::to_string(&cfg).unwrap();
+    let again = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(toml::to_string(&again).unwrap(), text);
+    assert_eq!(again.policy.len(), cfg.policy.len());
+    assert_eq!(
+        again.policies.first_contact_policy.as_deref(),
+        Some("first")
+    );
+}

@@ -109,6 +109,14 @@ pub fn explain(cfg: &Config, req: &Request, out: &mut dyn Write) -> Result<(), E
             writeln!(out, "  - {a}")?;
         }
     }
+    if size > cfg.server.max_message_size.0 {
+        writeln!(
+            out,
+            "note: larger than server.max_message_size ({}): the SMTP server refuses it at \
+             DATA (552 5.3.4); explained anyway",
+            cfg.server.max_message_size
+        )?;
+    }
     let facts = Facts {
         sender: &sender,
         recipient: "",
