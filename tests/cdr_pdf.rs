@@ -967,6 +967,36 @@ fn assert_images_only(label: &str, pdf: &[u8]) -> Vec<image::RgbImage> {
     images
 }
 
+/// Per page of a rasterised PDF: its size in points and its image's size in pixels.
+fn page_images(pdf: &[u8]) -> Vec<(f32, f32, i64, i64)> {
+    let doc = lopdf::Document::load_mem(pdf).unwrap();
+    let mut out = Vec::new();
+    for (_, page) in doc.get_pages() {
+        let dict = doc.get_dictionary(page).unwrap();
+        let mb: Vec<f32> = dict
+            .get(b"MediaBox")
+            .and_then(|m| m.as_array())
+            .unwrap()
+            .iter()
+            .map(|o| o.as_float().unwrap())
+            .collect();
+        let image = dict
+            .get(b"Resources")
+            .and_then(|r| r.as_dict())
+            .and_then(|r| r.get(b"XObject"))
+            .and_then(|x| x.as_dict())
+            .and_then(|x| x.get(b"Im0"))
+            .and_then(|i| i.as_reference())
+            .and_then(|id| doc.get_object(id))
+            .and_then(|o| o.as_stream())
+            .unwrap();
+        let w = image.dict.get(b"Width").and_then(|v| v.as_i64()).unwrap();
+        let h = image.dict.get(b"Height").and_then(|v| v.as_i64()).unwrap();
+        out.push((mb[2] - mb[0], mb[3] - mb[1], w, h));
+    }
+    out
+}
+
 fn pdfinfo_pages(pdf: &[u8]) -> Option<usize> {
     let dir = tempfile::tempdir().ok()?;
     let input = dir.path().join("in.pdf");
@@ -1220,6 +1250,35 @@ fn rasterize_worker_garbage_or_crash_falls_back() {
     );
 }
 
+#[test]
+fn rasterize_worker_is_held_to_its_memory_limit() {
+    // The worker run by hand on a page needing a 100 MB canvas: with 64 MB of address space it
+    // dies on the allocation (fail closed), with its normal share it renders the page.
+    let data = text_pages(1, 14_400, 14_400, "BIG");
+    let worker = |memory: u64| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mugaika"))
+            .args(["rasterize-worker", "--dpi", "100", "--max-pages", "5"])
+            .args(["--max-pixels", "25000000", "--cpu-seconds", "30"])
+            .args(["--memory-limit", &memory.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, &data).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let starved = worker(64 << 20);
+    assert!(!starved.status.success(), "{:?}", starved.status);
+    assert!(starved.stdout.len() < 1 << 20);
+    let fed = worker(1 << 30);
+    assert!(fed.status.success(), "{:?}", fed.status);
+    assert_eq!(fed.stdout.len(), 8 + 4 + 1 + 16 + 25_000_000 * 3 + 1);
+    assert!(fed.stdout.starts_with(cdr::raster::MAGIC) && fed.stdout.ends_with(b"Z"));
+}
+
 /// Minimal message with one PDF attachment.
 fn mail_with_pdf(name: &str, pdf: &[u8]) -> Vec<u8> {
     use base64::Engine as _;
@@ -1318,6 +1377,14 @@ fn pdfjs_corpus_rasterized_through_the_cli() {
                 if reason.starts_with("rasterised: ") {
                     let images = assert_images_only(&name, pdf);
                     assert!(!images.is_empty(), "{name}: no page image");
+                    // rasterize_dpi = 72 from the configuration: a pixel per point.
+                    for (w_pt, h_pt, w, h) in page_images(pdf) {
+                        assert!(
+                            (w - w_pt.floor() as i64).abs() <= 1
+                                && (h - h_pt.floor() as i64).abs() <= 1,
+                            "{name}: {w}x{h} pixels for {w_pt}x{h_pt} points at 72 dpi"
+                        );
+                    }
                     rasterised += 1;
                 } else {
                     assert!(reason.starts_with("not rasterised"), "{name}: {reason}");
