@@ -30,6 +30,8 @@ use super::{from_ms, to_ms, QuarantineError, Record, Release, Search, Status};
 pub trait Index: Send + Sync {
     /// For logs: which database.
     fn describe(&self) -> String;
+    /// The stored key check value, if any.
+    fn stored_key_check(&self) -> Result<Option<String>, QuarantineError>;
     /// Stores `candidate` as the key check if there is none; returns the stored one (equal to
     /// `candidate` when it was just stored).
     fn key_check(&self, candidate: &str) -> Result<String, QuarantineError>;
@@ -275,6 +277,15 @@ fn to_sql(p: &Param) -> rusqlite::types::Value {
 impl Index for SqliteIndex {
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
+    }
+
+    fn stored_key_check(&self) -> Result<Option<String>, QuarantineError> {
+        self.conn()
+            .query_row("SELECT value FROM meta WHERE key = 'keycheck'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sq)
     }
 
     fn key_check(&self, candidate: &str) -> Result<String, QuarantineError> {

@@ -246,14 +246,20 @@ impl Quarantine {
         index: Box<dyn Index>,
         retention: Duration,
     ) -> Result<Quarantine, QuarantineError> {
-        let check = store.key_check_value()?;
-        let stored = index.key_check(&check)?;
-        if stored != check {
-            store.verify_key_check(&stored)?;
-        } else if let Some(blob_id) = store.any_blob_id()? {
-            // A new index beside existing blobs (the index was lost or moved): the key must
-            // still open what is there.
-            store.verify_blob(&blob_id)?;
+        match index.stored_key_check()? {
+            Some(value) => store.verify_key_check(&value)?,
+            None => {
+                // A new index, perhaps beside existing blobs (the index was lost or moved):
+                // the key must open what is there before its check value is stored, or a
+                // wrong key would make itself the right one.
+                store.check_key_against_blobs()?;
+                let check = store.key_check_value()?;
+                let stored = index.key_check(&check)?;
+                if stored != check {
+                    // Another process stored its check value first.
+                    store.verify_key_check(&stored)?;
+                }
+            }
         }
         Ok(Quarantine {
             inner: Arc::new(Inner {

@@ -183,6 +183,14 @@ impl Index for PostgresIndex {
         format!("postgres {}", redact(&self.url))
     }
 
+    fn stored_key_check(&self) -> Result<Option<String>, QuarantineError> {
+        self.with(|c| {
+            c.query_opt("SELECT value FROM meta WHERE key = 'keycheck'", &[])?
+                .map(|r| r.try_get(0))
+                .transpose()
+        })
+    }
+
     fn key_check(&self, candidate: &str) -> Result<String, QuarantineError> {
         self.with(|c| {
             c.execute(

@@ -21,7 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +43,8 @@ const KEYCHECK_AAD: &[u8] = b"mugaika keycheck";
 pub const MAX_ORIGINAL: u64 = 1 << 30;
 /// Largest blob read (a compressed original cannot be much larger than the original).
 const MAX_BLOB: u64 = MAX_ORIGINAL + (64 << 20);
+/// How an authentication failure is worded (and recognised).
+const NO_AUTH: &str = "does not authenticate";
 /// Largest metadata record inside a blob.
 const MAX_META: usize = 16 << 20;
 
@@ -140,9 +142,20 @@ impl BlobStore {
         key_file: Option<&Path>,
         level: i32,
     ) -> Result<BlobStore, QuarantineError> {
-        fs::create_dir_all(dir).map_err(|e| ctx(e, "cannot create", dir))?;
+        // Private: the index holds subjects and addresses in clear. Existing directories keep
+        // the mode the administrator gave them.
+        let private = || {
+            let mut b = fs::DirBuilder::new();
+            b.recursive(true).mode(0o700);
+            b
+        };
+        private()
+            .create(dir)
+            .map_err(|e| ctx(e, "cannot create", dir))?;
         let blobs = dir.join("blobs");
-        fs::create_dir_all(&blobs).map_err(|e| ctx(e, "cannot create", &blobs))?;
+        private()
+            .create(&blobs)
+            .map_err(|e| ctx(e, "cannot create", &blobs))?;
         let key_path = key_file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("key"));
@@ -202,18 +215,27 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Checks that our key opens blob `id` (WrongKey if it does not authenticate).
-    pub fn verify_blob(&self, id: &str) -> Result<(), QuarantineError> {
-        match self.get(id) {
-            Ok(_) => Ok(()),
-            Err(QuarantineError::Corrupt { why, .. }) if why.contains("authenticate") => {
-                Err(QuarantineError::WrongKey(format!(
-                    "the key does not open the existing blob {id} (another key made this \
-                     quarantine; restore its key file)"
-                )))
+    /// Checks our key against up to three existing blobs: WrongKey when none opens and at
+    /// least one fails authentication (a damaged blob alone proves nothing either way).
+    pub fn check_key_against_blobs(&self) -> Result<(), QuarantineError> {
+        let mut refused = Vec::new();
+        for id in self.some_blob_ids(3)? {
+            match self.get(&id) {
+                Ok(_) => return Ok(()),
+                Err(QuarantineError::Corrupt { why, .. }) if why.contains(NO_AUTH) => {
+                    refused.push(id)
+                }
+                Err(e) => tracing::warn!(id, error = %e, "quarantine: blob unreadable"),
             }
-            Err(e) => Err(e),
         }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(QuarantineError::WrongKey(format!(
+            "the key does not open the existing blobs {} (another key made this quarantine; \
+             restore its key file)",
+            refused.join(", ")
+        )))
     }
 
     /// Stores `original` as blob `entry.id`: temporary file, fsync, link to its name (an
@@ -295,7 +317,14 @@ impl BlobStore {
         }
         let stored_size = (HEADER_LEN + body.len()) as u64;
         drop(body);
-        let linked = fs::hard_link(&tmp, &target);
+        // A link, unlike a rename, never replaces an existing blob of the same id.
+        let mut linked = fs::hard_link(&tmp, &target);
+        if let Err(e) = &linked {
+            if e.kind() != io::ErrorKind::AlreadyExists && !target.exists() {
+                // No hard links on this file system (some network ones): rename instead.
+                linked = fs::rename(&tmp, &target);
+            }
+        }
         let _ = fs::remove_file(&tmp);
         let result = match linked {
             Ok(()) => Stored {
@@ -304,20 +333,19 @@ impl BlobStore {
             },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Kept before (a commit retried after a crash or an index error): the blob
-                // there is the one the index row describes, or will.
+                // there is the one the index row describes, or will. Another message under
+                // the same id (two relays' ids collided) must fail, never be dropped.
                 let existing = self.get(&entry.id)?;
+                if existing.sha256 != sha256 {
+                    return Err(QuarantineError::Io(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("quarantine id {} already holds another original", entry.id),
+                    )));
+                }
                 existing.stored
             }
-            Err(_) => {
-                // No hard links here (some network file systems): rename, which replaces.
-                if target.exists() {
-                    return Ok(self.get(&entry.id)?.stored);
-                }
-                return Err(QuarantineError::Io(ctx(
-                    io::Error::other("cannot link"),
-                    "cannot link blob",
-                    &target,
-                )));
+            Err(e) => {
+                return Err(QuarantineError::Io(ctx(e, "cannot link blob to", &target)));
             }
         };
         sync_dir(&self.blobs)?;
@@ -360,9 +388,7 @@ impl BlobStore {
         }
         self.cipher
             .decrypt_in_place(Nonce::from_slice(nonce), &aad(&header, id), &mut body)
-            .map_err(|_| {
-                corrupt("does not authenticate (wrong key, wrong id, or damaged)".into())
-            })?;
+            .map_err(|_| corrupt(format!("{NO_AUTH} (wrong key, wrong id, or damaged)")))?;
         let mut plain = Vec::new();
         zstd::stream::read::Decoder::new(body.as_slice())
             .map_err(|e| corrupt(format!("zstd: {e}")))?
@@ -462,15 +488,19 @@ impl BlobStore {
         Ok(ids)
     }
 
-    /// Some blob's id, if there is any.
-    pub fn any_blob_id(&self) -> Result<Option<String>, QuarantineError> {
+    /// The ids of at most `n` blobs (the first the directory lists).
+    pub fn some_blob_ids(&self, n: usize) -> Result<Vec<String>, QuarantineError> {
+        let mut ids = Vec::new();
         for e in fs::read_dir(&self.blobs).map_err(|e| ctx(e, "cannot list", &self.blobs))? {
+            if ids.len() >= n {
+                break;
+            }
             let e = e.map_err(|e| ctx(e, "cannot list", &self.blobs))?;
             if let Some(id) = blob_id(&e.file_name()) {
-                return Ok(Some(id));
+                ids.push(id);
             }
         }
-        Ok(None)
+        Ok(ids)
     }
 
     /// Removes temporary blobs (a crash mid-write) older than `age`; younger ones may be
