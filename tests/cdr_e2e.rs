@@ -669,3 +669,156 @@ fn corpora_through_the_cli_arrive_disarmed() {
     );
     assert!(kept >= 10, "only {kept} samples delivered");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Text attachments, images inside documents, quarantine by policy (through the CLI).
+
+/// Runs `mugaika sanitize` on one message with `config` (TOML, may be empty); returns the clean
+/// message and the report's actions.
+fn sanitize_cli(msg: &[u8], config: &str) -> (Vec<u8>, Vec<serde_json::Value>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (inp, out, report, cfg) = (
+        tmp.path().join("in.eml"),
+        tmp.path().join("out.eml"),
+        tmp.path().join("report.json"),
+        tmp.path().join("mugaika.toml"),
+    );
+    std::fs::write(&inp, msg).unwrap();
+    std::fs::write(&cfg, config).unwrap();
+    let run = Command::new(common::MUGAIKA)
+        .arg("sanitize")
+        .arg("--config")
+        .arg(&cfg)
+        .arg(&inp)
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "mugaika sanitize: {:?}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // One input: the outcome itself (several: an array of them).
+    let outcome = json.as_array().and_then(|a| a.first()).unwrap_or(&json);
+    let actions = outcome["report"]["actions"]
+        .as_array()
+        .cloned()
+        .expect("one outcome with actions");
+    (std::fs::read(&out).unwrap(), actions)
+}
+
+fn action<'a>(actions: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    actions
+        .iter()
+        .find(|a| a["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no action for {name}: {actions:?}"))
+}
+
+/// The members of a zip, by name.
+fn unzip_map(data: &[u8]) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut out = Vec::new();
+    zip_members(data, "", &mut out);
+    out.into_iter().collect()
+}
+
+#[test]
+fn text_attachments_arrive_as_utf8_text_or_are_removed_by_policy() {
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("氏名,金額\n山田,=cmd|' /C calc'!A0\n");
+    let zip = zip_of(&[
+        ("list.csv", &sjis),
+        ("memo.txt", "議事録\u{202E}gpj.exe\n".as_bytes()),
+        (
+            "run.js",
+            b"WScript.CreateObject(\"WScript.Shell\").Run(\"calc\")\n",
+        ),
+        (
+            "style.xml",
+            b"<?xml version=\"1.0\"?><?xml-stylesheet href=\"http://e/x.xsl\"?><a/>",
+        ),
+    ]);
+    let xml = "<?xml version=\"1.0\"?>\n<申請><氏名>山田</氏名></申請>\n";
+    let msg = mail(
+        "text attachments",
+        &[
+            ("data.zip", "application/zip", &zip),
+            ("shinsei.xml", "application/xml", xml.as_bytes()),
+        ],
+    );
+
+    let (clean, actions) = sanitize_cli(&msg, "");
+    let atts = attachments(&clean);
+    let (_, ct, data) = atts
+        .iter()
+        .find(|(n, _, _)| n == "data.zip")
+        .unwrap_or_else(|| panic!("data.zip missing: {actions:?}"));
+    assert_eq!(ct, "application/zip");
+    let members = unzip_map(data);
+    let mut names: Vec<&String> = members.keys().collect();
+    names.sort();
+    assert_eq!(names, ["list.csv", "memo.txt", "run.txt"], "{actions:?}");
+    assert_eq!(
+        members["list.csv"],
+        "氏名,金額\r\n山田,'=cmd|' /C calc'!A0\r\n".as_bytes()
+    );
+    assert_eq!(members["memo.txt"], "議事録gpj.exe\r\n".as_bytes());
+    let (_, ct, data) = atts
+        .iter()
+        .find(|(n, _, _)| n == "shinsei.xml")
+        .unwrap_or_else(|| panic!("shinsei.xml missing: {actions:?}"));
+    assert_eq!(ct, "text/plain");
+    assert_eq!(data, &xml.replace('\n', "\r\n").into_bytes());
+    let zip_reason = action(&actions, "data.zip")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(zip_reason.contains("style.xml: removed"), "{zip_reason}");
+
+    let (clean, actions) = sanitize_cli(&msg, "[sanitize.attachments]\ntext = \"remove\"\n");
+    assert!(attachments(&clean).is_empty(), "{actions:?}");
+    for name in ["data.zip", "shinsei.xml"] {
+        let a = action(&actions, name);
+        assert_eq!(a["kind"], "attachment-removed", "{a}");
+        assert!(
+            a["reason"].as_str().unwrap().contains("text = remove"),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn quarantine_by_policy_holds_the_attachment_and_says_so() {
+    let msg = mail(
+        "quarantine",
+        &[
+            ("minutes.docm", "application/octet-stream", &docm()),
+            ("photo.jpg", "image/jpeg", &jpeg_with_exif()),
+        ],
+    );
+    let (clean, actions) = sanitize_cli(
+        &msg,
+        "[sanitize]\nnotice_language = \"en\"\n[sanitize.attachments]\noffice = \"quarantine\"\n",
+    );
+    let atts = attachments(&clean);
+    assert_eq!(atts.len(), 1, "only the photo: {actions:?}");
+    assert!(atts[0].0.ends_with(".jpg"));
+    let a = action(&actions, "minutes.docm");
+    assert_eq!(a["kind"], "attachment-removed");
+    let reason = a["reason"].as_str().unwrap();
+    assert!(reason.contains("office = quarantine"), "{reason}");
+    assert!(reason.contains("held in the quarantine"), "{reason}");
+    let text = MessageParser::default()
+        .parse(&clean[..])
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    assert!(
+        text.contains("minutes.docm") && text.contains("quarantine"),
+        "{text}"
+    );
+}
