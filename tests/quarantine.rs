@@ -366,6 +366,51 @@ fn a_damaged_or_renamed_blob_is_corrupt_never_wrong_data() {
     }
 }
 
+/// What a keep costs (compression, encryption, two fsyncs, the index commit): printed, with a
+/// loose bound so that a pathological slowdown fails.
+#[test]
+fn keep_cost_is_measured() {
+    for db in backends("cost") {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path(), &db);
+        // Text with much repetition (compresses far better than typical mail).
+        let mut body = Vec::new();
+        while body.len() < 200_000 {
+            body.extend_from_slice(&eml(&format!("{:x}", rand::random::<u64>())));
+        }
+        let src = d.path().join("src.eml");
+        fs::write(&src, &body).unwrap();
+        let n = 40;
+        let started = Instant::now();
+        for i in 0..n {
+            let mut e = entry(
+                &format!("COST{i}"),
+                "a@b.jp",
+                &["c@d.jp"],
+                None,
+                Duration::ZERO,
+            );
+            e.size = body.len() as u64;
+            q.keep(&e, &src).unwrap();
+        }
+        let per_keep = started.elapsed() / n;
+        let started = Instant::now();
+        for i in 0..n {
+            assert_eq!(q.original(&format!("COST{i}")).unwrap().len(), body.len());
+        }
+        let per_read = started.elapsed() / n;
+        let stored = q.get("COST0").unwrap().unwrap().stored_size;
+        eprintln!(
+            "{}: keep of {} KB: {per_keep:?} each; original(): {per_read:?}; stored {} KB",
+            db.name(),
+            body.len() / 1000,
+            stored / 1000
+        );
+        assert!(stored < body.len() as u64, "compressed");
+        assert!(per_keep < Duration::from_secs(2), "{per_keep:?} per keep");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys.
 
@@ -686,6 +731,7 @@ fn kill_9_loses_no_kept_original() {
         let d = tempfile::tempdir().unwrap();
         let kept: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let rounds = 8;
+        let mut orphans = 0;
         for round in 0..rounds {
             let mut cmd = Command::new(std::env::current_exe().unwrap());
             cmd.args([
@@ -753,7 +799,7 @@ fn kill_9_loses_no_kept_original() {
                 blobs >= rows && blobs <= rows + 1,
                 "round {round}: {blobs} blobs, {rows} rows"
             );
-            q.recover_orphans_with_grace(Duration::ZERO).unwrap();
+            orphans += q.recover_orphans_with_grace(Duration::ZERO).unwrap();
             let rows = q.search(&Search::default()).unwrap();
             assert_eq!(
                 rows.len(),
@@ -766,7 +812,8 @@ fn kill_9_loses_no_kept_original() {
         }
         let total = kept.lock().unwrap().len();
         eprintln!(
-            "{}: {rounds} kills, {total} acknowledged keeps, none lost",
+            "{}: {rounds} kills, {total} acknowledged keeps, none lost; {orphans} orphan \
+             blobs (killed between blob and row) re-indexed",
             db.name()
         );
         assert!(total >= rounds * 3);

@@ -38,6 +38,16 @@ pub trait Index: Send + Sync {
     /// Adds a row (and its recipients); an existing id is left as it is.
     fn insert(&self, rec: &Record) -> Result<(), QuarantineError>;
     fn get(&self, id: &str) -> Result<Option<Record>, QuarantineError>;
+    /// Those of `ids` that have no row (orphan recovery).
+    fn missing(&self, ids: &[String]) -> Result<Vec<String>, QuarantineError> {
+        let mut out = Vec::new();
+        for id in ids {
+            if self.get(id)?.is_none() {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
     fn search(&self, q: &Search) -> Result<Vec<Record>, QuarantineError>;
     fn set_status(&self, id: &str, status: Status) -> Result<(), QuarantineError>;
     /// Records a release and sets status released, in one transaction; refuses a purged or

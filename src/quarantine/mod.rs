@@ -385,10 +385,8 @@ impl Quarantine {
             .and_then(|t| t.checked_sub(Duration::from_secs(3600)));
         let before = started.checked_sub(grace).unwrap_or(UNIX_EPOCH);
         let mut n = 0;
-        for id in self.inner.store.ids_modified(since, before)? {
-            if self.inner.index.get(&id)?.is_some() {
-                continue;
-            }
+        let candidates = self.inner.store.ids_modified(since, before)?;
+        for id in self.inner.index.missing(&candidates)? {
             match self.inner.store.get(&id) {
                 Ok(opened) => {
                     let rec = opened.stored.record(&opened.entry);
@@ -508,24 +506,28 @@ pub(crate) fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
 /// for a notice-only message, `encrypted archive` when an attachment was held by
 /// `encrypted_archive = "quarantine"`, else the report's status (`sanitized`, `clean`).
 pub fn kept_reason(report: &crate::pipeline::Report) -> String {
-    if report.status == "notice-only" {
-        let why = report
-            .actions
-            .iter()
-            .rev()
-            .map(|a| a.reason.as_str())
-            .find(|r| r.contains("could not be sanitised"))
+    reason_of(
+        &report.status,
+        report.actions.iter().map(|a| a.reason.as_str()),
+    )
+}
+
+fn reason_of<'a>(status: &str, reasons: impl Iterator<Item = &'a str> + Clone) -> String {
+    if status == "notice-only" {
+        let why = reasons
+            .clone()
+            .filter(|r| r.contains("could not be sanitised"))
+            .last()
             .unwrap_or("could not be sanitised");
         return format!("on-error: {why}");
     }
-    let held = report.actions.iter().any(|a| {
-        a.reason.contains("encrypted_archive = quarantine")
-            || a.reason.contains("held in the quarantine")
+    let held = reasons.clone().any(|r| {
+        r.contains("encrypted_archive = quarantine") || r.contains("held in the quarantine")
     });
     if held {
         "encrypted archive".into()
     } else {
-        report.status.clone()
+        status.to_string()
     }
 }
 
@@ -542,5 +544,44 @@ pub async fn purge_every(q: Quarantine, interval: Duration) {
             Ok(Err(e)) => tracing::error!(error = %e, "quarantine: purge failed"),
             Err(e) => tracing::error!(error = %e, "quarantine: purge task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons() {
+        let r = |status: &str, reasons: &[&str]| reason_of(status, reasons.iter().copied());
+        assert_eq!(r("sanitized", &["macros removed"]), "sanitized");
+        assert_eq!(r("clean", &[]), "clean");
+        assert_eq!(
+            r("sanitized", &["a.zip: password-protected, cannot be inspected (encrypted_archive = quarantine); the original is held in the quarantine (ask the administrator)"]),
+            "encrypted archive"
+        );
+        assert_eq!(
+            r(
+                "notice-only",
+                &["message could not be sanitised (timed out after 60s); notice only"]
+            ),
+            "on-error: message could not be sanitised (timed out after 60s); notice only"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_751_339_045)),
+            "2025-07-01T03:04:05Z"
+        );
+        assert_eq!(days_from_civil(2025, 7, 1), Some(1_751_339_045 / 86_400));
+        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
+        assert_eq!(days_from_civil(2025, 2, 29), None);
+        assert_eq!(days_from_civil(1969, 12, 31), None);
+        assert_eq!(
+            from_ms(to_ms(UNIX_EPOCH + Duration::from_millis(1234))),
+            UNIX_EPOCH + Duration::from_millis(1234)
+        );
     }
 }

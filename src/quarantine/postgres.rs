@@ -261,6 +261,23 @@ impl Index for PostgresIndex {
         raw.map(RawRow::into_record).transpose()
     }
 
+    fn missing(&self, ids: &[String]) -> Result<Vec<String>, QuarantineError> {
+        // One round trip per thousand ids instead of one per id: at start-up `serve` looks at
+        // every blob.
+        let mut out = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let chunk: Vec<String> = chunk.to_vec();
+            let found: std::collections::HashSet<String> = self.with(|c| {
+                c.query("SELECT id FROM messages WHERE id = ANY($1)", &[&chunk])?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect()
+            })?;
+            out.extend(chunk.into_iter().filter(|id| !found.contains(id)));
+        }
+        Ok(out)
+    }
+
     fn search(&self, q: &Search) -> Result<Vec<Record>, QuarantineError> {
         let (sql, ps) = search_sql(
             q,
