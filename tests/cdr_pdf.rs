@@ -1094,7 +1094,9 @@ fn rasterize_caps_the_pixels_of_a_huge_page() {
     };
     let took = started.elapsed();
     eprintln!("200x200 inch page rasterised in {took:?}");
-    assert!(took < Duration::from_secs(30), "{took:?}");
+    // About 4 s of CPU (debug build); the bound is the default sanitize.timeout, because the
+    // two cores of a test machine are shared with other test binaries.
+    assert!(took < Duration::from_secs(60), "{took:?}");
     assert!(
         d.changes[0].starts_with("rasterised: 1 page "),
         "{:?}",
@@ -1130,7 +1132,7 @@ fn rasterize_page_cap_disarms_long_pdfs() {
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert_eq!(
         d.changes[0],
-        "not rasterised: 10000 pages, more than max_rasterize_pages (50); disarmed instead"
+        "not rasterised (10000 pages, more than max_rasterize_pages (50)); disarmed instead"
     );
     assert_inert("page cap", &d.data);
     // Disarmed, not rasterised: the text is still there.

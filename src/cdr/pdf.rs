@@ -184,7 +184,7 @@ pub fn rasterize(
             return instead(
                 disarmed,
                 format!(
-                    "not rasterised: {pages} pages, more than max_rasterize_pages ({max}); \
+                    "not rasterised ({pages} pages, more than max_rasterize_pages ({max})); \
                  disarmed instead"
                 ),
             )

@@ -206,30 +206,44 @@ pub fn rasterize(pdf: &[u8], opts: &Options) -> Result<Rasterised, RasterError> 
     if opts.test_hang {
         cmd.arg("--test-hang");
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| RasterError::Spawn(format!("{}: {e}", opts.worker.display())))?;
-    let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
-        (Some(i), Some(o)) => (i, o),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RasterError::Spawn("no pipes to the worker".into()));
-        }
-    };
     // The watchdog owns the child: it kills it at the deadline (which also unblocks the
     // writes and reads below: broken pipe, end of file) or when told to stop, and reaps it.
+    // It is started first, so that no child can exist without it.
+    let (child_tx, child_rx) = mpsc::channel::<Child>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let deadline = opts.deadline;
     let watchdog = std::thread::Builder::new()
         .name("mugaika-raster-watchdog".into())
-        .spawn(move || watch(child, deadline, stop_rx))
+        .spawn(move || match child_rx.recv() {
+            Ok(child) => Some(watch(child, deadline, stop_rx)),
+            Err(_) => None,
+        })
         .map_err(|e| RasterError::Spawn(format!("no watchdog thread: {e}")))?;
+    let spawned = cmd.spawn().map(|mut child| {
+        let pipes = (child.stdin.take(), child.stdout.take());
+        // The receiver lives until it has received: this cannot fail.
+        let _ = child_tx.send(child);
+        pipes
+    });
+    drop(child_tx);
+    let (stdin, stdout) = match spawned {
+        Ok((Some(i), Some(o))) => (i, o),
+        other => {
+            let _ = stop_tx.send(());
+            let _ = watchdog.join();
+            return Err(RasterError::Spawn(match other {
+                Err(e) => format!("{}: {e}", opts.worker.display()),
+                Ok(_) => "no pipes to the worker".into(),
+            }));
+        }
+    };
     let result = exchange(pdf, stdin, stdout, opts);
     let _ = stop_tx.send(());
     let watched = watchdog
         .join()
-        .unwrap_or(Watched::Failed("watchdog panicked".into()));
+        .ok()
+        .flatten()
+        .unwrap_or(Watched::Failed("watchdog failed".into()));
     let pages = match (result, watched) {
         (_, Watched::TimedOut) => {
             return Err(RasterError::Timeout(
