@@ -17,6 +17,7 @@
 //! (`mugaika sanitize`) and the SMTP server both go through it.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cdr;
 pub mod config;
 pub mod deliver;
