@@ -82,6 +82,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Make the running server re-read its configuration file (as SIGHUP does). The file is
+    /// checked first; an invalid one is reported here and the server keeps the old one.
+    Reload {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Inspect and manage the delivery queue.
     Queue {
         #[command(subcommand)]
@@ -151,7 +157,7 @@ fn run(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(&cfg);
-            match serve(cfg) {
+            match serve(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("mugaika: {e:#}");
@@ -220,6 +226,7 @@ fn run(cli: Cli) -> ExitCode {
         }
         Command::Queue { action } => queue(action),
         Command::Quarantine { action } => ExitCode::from(mugaika::quarantine::cli::run(action)),
+        Command::Reload { config } => reload(config),
     }
 }
 
@@ -253,7 +260,7 @@ fn init_logging(cfg: &Config) {
 /// Runs the relay: the SMTP server and the queue manager side by side, joined by a channel of
 /// newly committed spool ids, until SIGTERM or SIGINT; then both drain (the server stops
 /// accepting and finishes its sessions, the manager finishes deliveries in flight).
-fn serve(cfg: Config) -> anyhow::Result<()> {
+fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     // Before the runtime exists: a PostgreSQL index connects here, blocking.
     let quarantine = Quarantine::open(&cfg.quarantine)
@@ -273,6 +280,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Live reload: SIGHUP re-reads the file; a valid configuration is published to the
+        // server and the queue manager, an invalid one is logged and the old one kept.
+        let (reload_tx, reload_rx) = tokio::sync::watch::channel(cfg.clone());
+        let reloader = tokio::spawn(reload_on_sighup(config_path, reload_tx));
         tracing::info!(
             listen = ?cfg.server.listen,
             next_hop = %cfg.delivery.next_hop,
@@ -290,35 +301,175 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             spool.clone(),
             queued_rx,
             stopped(stop_rx.clone()),
+            reload_rx.clone(),
         ));
-        let server = tokio::spawn(server::run(
-            cfg.clone(),
-            spool.clone(),
-            queued_tx,
-            stopped(stop_rx.clone()),
-        ));
+        // The admin listener (health, readiness, metrics, quarantine API and page) runs until
+        // the relay has drained, so /readyz can say "shutting down" meanwhile. It is not
+        // essential to mail: when it cannot start, the relay runs on with an error logged.
+        let readiness = Arc::new(mugaika::admin::Readiness::default());
+        readiness.set_spool_open(true);
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let admin = if cfg.admin.enabled {
+            let started = async {
+                let admin = mugaika::admin::Admin::new(
+                    cfg.clone(),
+                    spool.clone(),
+                    Some(quarantine.clone()),
+                    readiness.clone(),
+                )?;
+                let listener = admin.bind().await?;
+                Ok::<_, mugaika::admin::AdminError>((admin, listener))
+            };
+            match started.await {
+                Ok((admin, listener)) => Some(tokio::spawn(admin.serve(listener, async {
+                    let _ = admin_stop_rx.await;
+                }))),
+                Err(e) => {
+                    tracing::error!(error = %e, "admin: not started; the relay runs without it");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // server::run, spelled out so that readiness is known once the listeners are bound.
+        let server = {
+            let cfg = cfg.clone();
+            let spool = spool.clone();
+            let shutdown = stopped(stop_rx.clone());
+            let mut reloads = reload_rx.clone();
+            let readiness = readiness.clone();
+            tokio::spawn(async move {
+                let sanitizer: Arc<dyn server::Sanitize> =
+                    Arc::new(server::Pipeline::new(cfg.clone()));
+                let smtp = server::Server::new(cfg, spool, sanitizer, Some(queued_tx))?;
+                let listeners = smtp.bind().await?;
+                readiness.set_smtp_bound(true);
+                let reloader = {
+                    let smtp = smtp.clone();
+                    tokio::spawn(async move {
+                        while reloads.changed().await.is_ok() {
+                            let cfg = reloads.borrow_and_update().clone();
+                            match smtp.reload(cfg, None) {
+                                Ok(()) => tracing::info!("smtp: configuration reloaded"),
+                                Err(e) => tracing::error!(
+                                    error = %e,
+                                    "smtp: reload refused, old configuration kept"
+                                ),
+                            }
+                        }
+                    })
+                };
+                smtp.serve(listeners, shutdown).await;
+                reloader.abort();
+                readiness.set_smtp_bound(false);
+                Ok::<(), server::ServerError>(())
+            })
+        };
         let stop_tx = Arc::new(stop_tx);
         let signals = {
             let stop_tx = stop_tx.clone();
+            let readiness = readiness.clone();
             tokio::spawn(async move {
                 wait_for_signal().await;
                 tracing::info!("shutdown requested: draining sessions and deliveries");
+                readiness.set_stopping();
                 let _ = stop_tx.send(true);
             })
         };
         let served = server.await.context("server task")?.context("server");
+        readiness.set_stopping();
         // The server also ends on its own after a bind or TLS error: stop the manager then
         // too (its deliveries in flight finish or stay queued; nothing is lost).
         signals.abort();
         purger.abort();
+        reloader.abort();
         let _ = stop_tx.send(true);
         manager
             .await
             .context("queue manager task")?
             .context("queue manager")?;
+        if let Some(admin) = admin {
+            let _ = admin_stop_tx.send(());
+            // Open keep-alive connections must not hold the exit up.
+            let admin_abort = admin.abort_handle();
+            match tokio::time::timeout(std::time::Duration::from_secs(5), admin).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "admin server"),
+                Ok(_) => {}
+                Err(_) => admin_abort.abort(),
+            }
+        }
         tracing::info!("mugaika stopped");
         served
     })
+}
+
+/// Publishes the configuration file anew at every SIGHUP, when it is valid.
+async fn reload_on_sighup(
+    path: Option<PathBuf>,
+    tx: tokio::sync::watch::Sender<Arc<Config>>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("reload: cannot listen for SIGHUP");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("reload: SIGHUP ignored, serve runs on built-in defaults (no --config)");
+            continue;
+        };
+        // Reading and validating the file is blocking work (and cheap).
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || Config::load(&p)).await {
+            Ok(Ok(cfg)) => {
+                tracing::info!(config = %path.display(), "reload: configuration is valid, applying");
+                tx.send_replace(Arc::new(cfg));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reload: invalid configuration refused, old one kept")
+            }
+            Err(e) => tracing::error!(error = %e, "reload: task failed, old configuration kept"),
+        }
+    }
+}
+
+/// `mugaika reload`: checks the file, then signals the server holding the spool.
+fn reload(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match Spool::server_pid(&cfg.spool.dir) {
+        Ok(Some(pid)) => {
+            let Ok(raw) = i32::try_from(pid) else {
+                eprintln!("mugaika: bad pid {pid} in the spool lock");
+                return ExitCode::from(EX_TEMPFAIL);
+            };
+            use nix::sys::signal::{kill, Signal};
+            match kill(nix::unistd::Pid::from_raw(raw), Signal::SIGHUP) {
+                Ok(()) => {
+                    println!("reload requested from mugaika serve (pid {pid})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mugaika: cannot signal pid {pid}: {e}");
+                    ExitCode::from(EX_TEMPFAIL)
+                }
+            }
+        }
+        Ok(None) => {
+            eprintln!(
+                "mugaika: no server is running on spool {}",
+                cfg.spool.dir.display()
+            );
+            ExitCode::from(EX_TEMPFAIL)
+        }
+        Err(e) => {
+            eprintln!("mugaika: {e}");
+            ExitCode::from(EX_TEMPFAIL)
+        }
+    }
 }
 
 async fn wait_for_signal() {
