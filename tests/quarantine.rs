@@ -964,6 +964,54 @@ fn concurrent_first_opens_make_one_key_and_one_schema() {
     }
 }
 
+#[test]
+fn postgres_reconnects_after_its_connection_is_cut() {
+    for db in backends("reconnect") {
+        let Db::Postgres(schema) = &db else {
+            continue;
+        };
+        let d = tempfile::tempdir().unwrap();
+        let app = format!("mq_reconnect_{:08x}", rand::random::<u32>());
+        let cfg = QuarantineConfig {
+            database: format!("{}&application_name={app}", schema.url()),
+            ..qcfg(d.path(), &db)
+        };
+        let q = Quarantine::open(&cfg).unwrap();
+        keep(
+            &q,
+            d.path(),
+            entry("RC1", "a@b.jp", &["c@d.jp"], None, DAY),
+            &eml("rc"),
+        );
+        // The database server ends the session (as in a restart or a failover).
+        let mut admin = postgres::Client::connect(&schema.0.base, postgres::NoTls).unwrap();
+        let cut = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1",
+                &[&app],
+            )
+            .unwrap()
+            .len();
+        assert_eq!(cut, 1, "one connection per handle");
+        // The call that finds the connection dead may fail (a temporary failure for SMTP);
+        // the next one reconnects.
+        let first = q.get("RC1");
+        eprintln!(
+            "first call after the cut: {:?}",
+            first.as_ref().map(|r| r.is_some())
+        );
+        assert!(q.get("RC1").unwrap().is_some());
+        keep(
+            &q,
+            d.path(),
+            entry("RC2", "a@b.jp", &["c@d.jp"], None, DAY),
+            &eml("rc2"),
+        );
+        assert_eq!(q.original("RC2").unwrap(), eml("rc2"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // End to end: two relays, one quarantine.
 

@@ -16,7 +16,7 @@
 //! Connections are made without TLS: keep the database on loopback or a private network.
 
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
@@ -72,11 +72,22 @@ CREATE TABLE IF NOT EXISTS meta (
 /// documentation).
 pub struct PostgresIndex {
     url: String,
+    config: postgres::Config,
     client: Mutex<Option<Client>>,
 }
 
+/// Connection attempts give up after this unless the URL says otherwise (`connect_timeout`):
+/// an unreachable database must turn into a temporary SMTP failure, not a session that hangs.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP user timeout: unacknowledged data (a database host that vanished) fails the call.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn pg(e: postgres::Error) -> QuarantineError {
-    QuarantineError::Index(format!("postgres: {e}"))
+    // The error's own text is often just "db error": the server's message is its source.
+    match std::error::Error::source(&e) {
+        Some(src) => QuarantineError::Index(format!("postgres: {e}: {src}")),
+        None => QuarantineError::Index(format!("postgres: {e}")),
+    }
 }
 
 /// The URL without its password, for logs.
@@ -115,8 +126,19 @@ impl PostgresIndex {
     /// Connects to `url` (`postgres://user:password@host/db`, options such as
     /// `?options=-csearch_path%3Dmyschema` allowed) and creates the schema if absent.
     pub fn connect(url: &str) -> Result<PostgresIndex, QuarantineError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| QuarantineError::Index(format!("postgres {}: {e}", redact(url))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        config.keepalives(true);
         let idx = PostgresIndex {
             url: url.to_string(),
+            config,
             client: Mutex::new(None),
         };
         idx.with(|c| {
@@ -135,8 +157,12 @@ impl PostgresIndex {
     ) -> Result<T, QuarantineError> {
         let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let c = Client::connect(&self.url, NoTls).map_err(|e| {
-                QuarantineError::Index(format!("postgres {}: {e}", redact(&self.url)))
+            let c = self.config.connect(NoTls).map_err(|e| {
+                let why = match pg(e) {
+                    QuarantineError::Index(s) => s,
+                    other => other.to_string(),
+                };
+                QuarantineError::Index(format!("{why} ({})", redact(&self.url)))
             })?;
             *guard = Some(c);
         }
