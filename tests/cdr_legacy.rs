@@ -116,6 +116,10 @@ fn utf16(s: &str) -> Vec<u8> {
 fn word97(flags: u16, macros: bool) -> Vec<u8> {
     let piece1 = "Caf\u{e9} \u{13} HYPERLINK \"http://evil.example/\" \u{14}link\u{15} ok\r";
     let piece2 = "日本語の本文です。\rセルA\u{7}セルB\u{7}\u{7}";
+    word97_with(piece1, piece2, flags, macros)
+}
+
+fn word97_with(piece1: &str, piece2: &str, flags: u16, macros: bool) -> Vec<u8> {
     let p1: Vec<u8> = encoding_rs::WINDOWS_1252.encode(piece1).0.into_owned();
     let p2 = utf16(piece2);
     let n1 = piece1.chars().count() as u32;
@@ -353,6 +357,22 @@ fn excel_shared_strings_and_cells() {
         d.changes,
         vec!["only the text of the .xls document was kept".to_string()]
     );
+}
+
+#[test]
+fn large_documents_are_read_whole() {
+    let a = attachments(AttachmentAction::Text);
+    let (text, _) = text_of(run(&big_xls(), "big.xls", &a));
+    assert_eq!(text.lines().count(), 20_000);
+    assert!(
+        text.ends_with("項目19999\t29998.5"),
+        "{}",
+        &text[text.len() - 40..]
+    );
+    let (text, _) = text_of(run(&big_ppt(), "big.ppt", &a));
+    assert!(text.contains("スライド 1999\n説明の本文です。"));
+    let (text, _) = text_of(run(&big_doc(), "big.doc", &a));
+    assert_eq!(text.matches("令和7年度").count(), 30_000);
 }
 
 #[test]
@@ -607,6 +627,75 @@ fn corpus_documents_leave_only_text() {
     }
 }
 
+fn big_doc() -> Vec<u8> {
+    let body = "令和7年度の予算について説明します。\u{7}資料\u{7}\u{7}\r".repeat(30_000);
+    word97_with("Budget\r", &body, 0, false)
+}
+
+fn big_xls() -> Vec<u8> {
+    let mut wb = Vec::new();
+    let mut bof = Vec::new();
+    le16(&mut bof, 0x0600);
+    le16(&mut bof, 5);
+    bof.resize(16, 0);
+    record(&mut wb, 0x0809, &bof);
+    // SST records of at most 8224 octets, split between strings.
+    let n = 20_000u32;
+    let mut chunks: Vec<Vec<u8>> = vec![Vec::new()];
+    le32(&mut chunks[0], n);
+    le32(&mut chunks[0], n);
+    for i in 0..n {
+        let mut one = Vec::new();
+        let s = format!("項目{i}");
+        le16(&mut one, s.encode_utf16().count() as u16);
+        one.push(1);
+        one.extend_from_slice(&utf16(&s));
+        if chunks.last().unwrap().len() + one.len() > 8224 {
+            chunks.push(Vec::new());
+        }
+        chunks.last_mut().unwrap().extend_from_slice(&one);
+    }
+    for (i, c) in chunks.iter().enumerate() {
+        record(&mut wb, if i == 0 { 0x00FC } else { 0x003C }, c);
+    }
+    record(&mut wb, 0x000A, &[]);
+    record(&mut wb, 0x0809, &bof);
+    for i in 0..n {
+        let mut b = Vec::new();
+        le16(&mut b, i as u16);
+        le16(&mut b, 0);
+        le16(&mut b, 15);
+        le32(&mut b, i);
+        record(&mut wb, 0x00FD, &b);
+        let mut num = Vec::new();
+        le16(&mut num, i as u16);
+        le16(&mut num, 1);
+        le16(&mut num, 15);
+        num.extend_from_slice(&(i as f64 * 1.5).to_le_bytes());
+        record(&mut wb, 0x0203, &num);
+    }
+    record(&mut wb, 0x000A, &[]);
+    cfb_file(&[("Workbook", wb)])
+}
+
+fn big_ppt() -> Vec<u8> {
+    let mut slides = Vec::new();
+    for i in 0..2000 {
+        ppt_record(&mut slides, false, 0x0F9F, &[0, 0, 0, 0]);
+        ppt_record(
+            &mut slides,
+            false,
+            0x0FA0,
+            &utf16(&format!("スライド {i}\r説明の本文です。")),
+        );
+    }
+    let mut list = Vec::new();
+    ppt_record(&mut list, true, 0x0FF0, &slides);
+    let mut doc = Vec::new();
+    ppt_record(&mut doc, true, 0x03E8, &list);
+    cfb_file(&[("PowerPoint Document", doc)])
+}
+
 /// Throughput of Word/Excel/PowerPoint text extraction (run with --release --ignored).
 #[test]
 #[ignore]
@@ -616,6 +705,9 @@ fn bench_legacy_text() {
         ("doc", word97(0, false)),
         ("xls", workbook(false)),
         ("ppt", presentation()),
+        ("doc 1 MB", big_doc()),
+        ("xls 20,000 rows", big_xls()),
+        ("ppt 2,000 slides", big_ppt()),
     ] {
         let t = Instant::now();
         let mut bytes = 0usize;

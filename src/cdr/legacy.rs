@@ -14,8 +14,9 @@
 //! then each application's own records, never trusting a length or offset:
 //! - Word 97+ (`WordDocument`): the piece table (CLX in the `0Table`/`1Table` stream) maps
 //!   character positions to UTF-16LE or "compressed" 8-bit (cp1252) pieces; field codes are
-//!   dropped and their displayed result kept. Word 6/95 files hold 8-bit text in the code
-//!   page of their language id (cp932 for Japanese).
+//!   dropped and their displayed result kept. "Compressed" pieces are cp1252 by definition
+//!   (MS-DOC 2.4.1; Word stores any Japanese text in UTF-16 pieces), so the language id only
+//!   matters for Word 6/95 files, which hold 8-bit text in its code page (cp932 for Japanese).
 //! - Excel (`Workbook`/`Book`, BIFF8 and BIFF5): the shared string table (SST, continued over
 //!   CONTINUE records, where a string may switch between 8- and 16-bit characters) and the
 //!   cells (LABELSST, LABEL, NUMBER, RK, MULRK, cached FORMULA results), one line per row,
