@@ -1253,6 +1253,53 @@ fn rasterize_worker_garbage_or_crash_falls_back() {
 }
 
 #[test]
+fn rasterize_draws_japanese_text_in_a_font_the_pdf_does_not_embed() {
+    // MS-Mincho named, not embedded (Adobe-Japan1, UniJIS-UCS2-H): drawn with a system CJK
+    // font when the machine has one (fonts-ipafont-mincho and the like).
+    let fonts = [
+        "/usr/share/fonts/opentype/ipaexfont-mincho/ipaexm.ttf",
+        "/usr/share/fonts/opentype/ipafont-mincho/ipam.ttf",
+        "/usr/share/fonts/truetype/fonts-japanese-mincho.ttf",
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    ];
+    if !fonts.iter().any(|f| std::path::Path::new(f).exists()) {
+        eprintln!("\n*** SKIP: no system CJK font (apt-get install fonts-ipafont-mincho) ***\n");
+        return;
+    }
+    // 日本語の文書 in UCS-2.
+    let content = "BT /F1 96 Tf 40 400 Td <65E5672C8A9E306E658766F8> Tj ET";
+    let data = pdf(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+          /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_vec(),
+        stream("", content.as_bytes()),
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /MS-Mincho /Encoding /UniJIS-UCS2-H \
+          /DescendantFonts [6 0 R] >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /CIDFontType0 /BaseFont /MS-Mincho \
+          /CIDSystemInfo << /Registry (Adobe) /Ordering (Japan1) /Supplement 2 >> \
+          /FontDescriptor 7 0 R /DW 1000 >>"
+            .to_vec(),
+        b"<< /Type /FontDescriptor /FontName /MS-Mincho /Flags 6 \
+          /FontBBox [0 -141 1000 859] /ItalicAngle 0 /Ascent 859 /Descent -141 \
+          /CapHeight 700 /StemV 80 >>"
+            .to_vec(),
+    ]);
+    if have_pdftotext() {
+        assert_eq!(pdftotext(&data).as_deref(), Some("日本語の文書"));
+    }
+    let d = match rasterize_run(&data) {
+        Verdict::Keep(d) => d,
+        other => panic!("{other:?}"),
+    };
+    let images = assert_images_only("japanese", &d.data);
+    let share = dark_share(&images[0]);
+    assert!(share > 0.01, "Japanese text not drawn: {share}");
+}
+
+#[test]
 fn rasterize_worker_is_held_to_its_memory_limit() {
     // The worker run by hand on a page needing a 100 MB canvas: with 64 MB of address space it
     // dies on the allocation (fail closed), with its normal share it renders the page.

@@ -53,6 +53,23 @@ const BASE_MEMORY: u64 = 512 << 20;
 /// coverage and strip buffers, the RGB row buffer, with room to spare.
 const MEMORY_PER_PIXEL: u64 = 12;
 
+/// Fonts for CJK text that a PDF does not embed (common in Japanese documents that name
+/// MS-Mincho or MS-Gothic without including them): the first of these present on the machine
+/// (Debian's fonts-ipaexfont, fonts-ipafont, fonts-noto-cjk) is used; without one such text is
+/// drawn with a Latin font, so it is missing from the page images.
+const CJK_FONTS: &[&str] = &[
+    "/usr/share/fonts/opentype/ipaexfont-mincho/ipaexm.ttf",
+    "/usr/share/fonts/opentype/ipafont-mincho/ipam.ttf",
+    "/usr/share/fonts/truetype/fonts-japanese-mincho.ttf",
+    "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",
+    "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf",
+    "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+];
+/// Largest font file read for [`CJK_FONTS`].
+const MAX_FONT_FILE: u64 = 64 << 20;
+
 static WORKER: RwLock<Option<PathBuf>> = RwLock::new(None);
 static DPI: AtomicU32 = AtomicU32::new(100);
 static MAX_PAGES: AtomicUsize = AtomicUsize::new(50);
@@ -660,7 +677,6 @@ pub fn page_pixels(w_pt: f64, h_pt: f64, dpi: u32, max_pixels: u64) -> Option<(u
 
 fn render_all(input: Vec<u8>, args: &WorkerArgs, out: &mut impl Write) -> Result<(), Frame> {
     use hayro::hayro_interpret::util::TransformExt;
-    use hayro::hayro_interpret::InterpreterSettings;
     use hayro::hayro_syntax::Pdf;
     use hayro::kurbo::Affine;
     use hayro::vello_cpu::color::palette::css::WHITE;
@@ -684,7 +700,7 @@ fn render_all(input: Vec<u8>, args: &WorkerArgs, out: &mut impl Write) -> Result
         return Ok(());
     }
     let cache = RenderCache::new();
-    let settings = InterpreterSettings::default();
+    let settings = interpreter_settings();
     let render = RenderSettings::default();
     for page in pages.iter() {
         let (w_pt, h_pt) = page.render_dimensions();
@@ -729,6 +745,42 @@ fn render_all(input: Vec<u8>, args: &WorkerArgs, out: &mut impl Write) -> Result
     }
     out.write_all(b"Z")?;
     Ok(())
+}
+
+/// The renderer's settings: its built-in fonts, and a system CJK font (see [`CJK_FONTS`]) for
+/// CJK text whose font is not embedded.
+fn interpreter_settings() -> hayro::hayro_interpret::InterpreterSettings {
+    use hayro::hayro_interpret::font::{FontData, FontQuery};
+    use hayro::hayro_interpret::hayro_cmap::CidFamily;
+    use std::sync::{Arc, OnceLock};
+    static CJK: OnceLock<Option<(FontData, u32)>> = OnceLock::new();
+    let mut settings = hayro::hayro_interpret::InterpreterSettings::default();
+    let builtin = settings.font_resolver.clone();
+    settings.font_resolver = Arc::new(move |query| {
+        let cjk = matches!(query, FontQuery::Fallback(f) if f.character_collection.as_ref()
+        .is_some_and(|c| matches!(
+            c.family,
+            CidFamily::AdobeJapan1 | CidFamily::AdobeGB1 | CidFamily::AdobeCNS1
+                | CidFamily::AdobeKorea1
+        )));
+        let system = cjk
+            .then(|| {
+                CJK.get_or_init(|| {
+                    CJK_FONTS.iter().find_map(|path| {
+                        let mut data = Vec::new();
+                        std::fs::File::open(path)
+                            .and_then(|f| f.take(MAX_FONT_FILE).read_to_end(&mut data))
+                            .ok()
+                            .filter(|&n| n > 0 && (n as u64) < MAX_FONT_FILE)?;
+                        Some((Arc::new(data) as FontData, 0))
+                    })
+                })
+                .clone()
+            })
+            .flatten();
+        system.or_else(|| builtin(query))
+    });
+    settings
 }
 
 #[cfg(test)]
