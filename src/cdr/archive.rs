@@ -14,7 +14,10 @@
 //! passed on). The rebuilt archive holds only what came back from [`super::disarm`] as
 //! [`Verdict::Keep`], renamed when the converter changed the type (`a.xlsm` → `a.xlsx`); it is
 //! removed when nothing survives. gzip (one member) and tar (ustar, GNU and pax names) are
-//! handled because they are cheap; 7z, rar, xz, bzip2, zstd, cab, lzh and disk images cannot
+//! handled because they are cheap, and delivered in forms every mail reader opens (the clean
+//! message carries zip, not gzip or tar): a gzip stream as the file it holds, disarmed, under
+//! its own name (`Disarmed::extra`, as TNEF members), a tar as a zip of its disarmed members
+//! (names, directories and times kept); 7z, rar, xz, bzip2, zstd, cab, lzh and disk images cannot
 //! be inspected here and are removed. TNEF, which the type sniffer also counts as an archive,
 //! is handed to `tnef.rs`.
 //!
@@ -525,7 +528,12 @@ fn disarm_member(
             };
             let out_name = unique(out_name, used);
             changes.push(describe_kept(path, &out_name, &d));
-            let mut files = vec![(out_name.clone(), d.data)];
+            // A container delivered as its contents (TNEF, gzip) has no file of its own.
+            let mut files = if d.data.is_empty() && !d.extra.is_empty() {
+                Vec::new()
+            } else {
+                vec![(out_name.clone(), d.data)]
+            };
             let dir = &out_name[..out_name.len() - base_name(&out_name).len()];
             for (extra_name, extra) in d.extra {
                 let mut n = format!("{dir}{}", base_name(&extra_name));
@@ -690,42 +698,36 @@ fn gzip(data: &[u8], policy: &Policy) -> Verdict {
             reason: format!("gzip: {}", ArchiveError::TreeEntries),
         };
     }
+    // A gzip stream is one compressed file: what is delivered is that file, disarmed, under
+    // its own name (`extra`, the container itself empty, as for TNEF), not a new gzip (the
+    // clean message carries no gzip, and Windows cannot open one).
     let child = child_policy(policy);
-    let mut used = HashSet::new();
-    match disarm_member(&inner_name, &inner, &child, &mut used, &mut changes) {
-        Member::Keep(mut files) => {
-            if files.len() > 1 {
-                changes.push(format!(
-                    "{} extracted file(s) could not be kept in a gzip stream",
-                    files.len() - 1
-                ));
-            }
-            let Some((name, content)) = files.drain(..).next() else {
-                return Verdict::Remove {
-                    reason: "gzip: nothing to deliver".into(),
-                };
+    match super::disarm(&inner, &inner_name, None, &child) {
+        Verdict::Keep(mut d) => {
+            let name = match &d.extension {
+                Some(ext) => with_extension(&inner_name, ext),
+                None => inner_name.clone(),
             };
-            let mut enc = flate2::GzBuilder::new()
-                .filename(name.into_bytes())
-                .write(Vec::new(), flate2::Compression::default());
-            match enc.write_all(&content).and_then(|()| enc.finish()) {
-                Ok(out) => Verdict::Keep(Disarmed {
-                    data: out,
-                    content_type: "application/gzip".into(),
-                    extension: None,
-                    changes,
-                    extra: Vec::new(),
-                }),
-                Err(e) => Verdict::Remove {
-                    reason: format!("gzip: could not be rebuilt ({e})"),
-                },
-            }
+            // What was dropped from the gzip stream itself is said with the file delivered
+            // (the sink shows no line for a container delivered as its contents).
+            d.changes.splice(0..0, changes.iter().cloned());
+            changes.insert(0, format!("gzip unpacked: {name} delivered"));
+            let mut extra = std::mem::take(&mut d.extra);
+            d.extension = None;
+            extra.insert(0, (name, d));
+            Verdict::Keep(Disarmed {
+                data: Vec::new(),
+                content_type: "application/octet-stream".into(),
+                extension: None,
+                changes,
+                extra,
+            })
         }
-        Member::Removed => Verdict::Remove {
-            reason: format!("gzip: {}", summarise(&changes)),
+        Verdict::Remove { reason } => Verdict::Remove {
+            reason: format!("gzip: {inner_name}: removed ({reason})"),
         },
-        Member::Quarantine(reason) => Verdict::Quarantine {
-            reason: format!("gzip: {reason}"),
+        Verdict::Quarantine { reason } => Verdict::Quarantine {
+            reason: format!("gzip: {inner_name}: {reason}"),
         },
     }
 }
@@ -904,53 +906,6 @@ fn tar_members(
     Ok(members)
 }
 
-/// Appends one ustar header (with a GNU long-name entry first when the name needs it).
-fn tar_header(out: &mut Vec<u8>, name: &str, size: u64, mtime: u64, typeflag: u8) {
-    let bytes = name.as_bytes();
-    let (prefix, base): (&[u8], &[u8]) = if bytes.len() <= 100 {
-        (&[], bytes)
-    } else {
-        // Split at a '/' so that the prefix fits 155 octets and the rest 100.
-        match bytes
-            .iter()
-            .enumerate()
-            .filter(|&(i, &b)| b == b'/' && i <= 155 && bytes.len() - i - 1 <= 100 && i > 0)
-            .map(|(i, _)| i)
-            .next()
-        {
-            Some(i) => (&bytes[..i], &bytes[i + 1..]),
-            None => {
-                let mut long = bytes.to_vec();
-                long.push(0);
-                tar_header(out, "././@LongLink", long.len() as u64, 0, b'L');
-                out.extend_from_slice(&long);
-                out.resize(out.len().div_ceil(512) * 512, 0);
-                (&[], &bytes[..100])
-            }
-        }
-    };
-    let mut h = [0u8; 512];
-    h[..base.len()].copy_from_slice(base);
-    let mode: &[u8] = if typeflag == b'5' {
-        b"0000755\0"
-    } else {
-        b"0000644\0"
-    };
-    h[100..108].copy_from_slice(mode);
-    h[108..116].copy_from_slice(b"0000000\0");
-    h[116..124].copy_from_slice(b"0000000\0");
-    h[124..136].copy_from_slice(format!("{:011o}\0", size.min(0o77777777777)).as_bytes());
-    h[136..148].copy_from_slice(format!("{:011o}\0", mtime.min(0o77777777777)).as_bytes());
-    h[156] = typeflag;
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[345..345 + prefix.len()].copy_from_slice(prefix);
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-    h[148..156].copy_from_slice(format!("{:06o}\0 ", sum).as_bytes());
-    out.extend_from_slice(&h);
-}
-
 fn tar(data: &[u8], policy: &Policy) -> Verdict {
     let mut changes = Vec::new();
     let members = match tar_members(data, &policy.limits, &mut changes) {
@@ -973,7 +928,9 @@ fn tar(data: &[u8], policy: &Policy) -> Verdict {
         }
     }
     let child = child_policy(policy);
-    let mut out = Vec::new();
+    // Rebuilt as a zip: the clean message carries zip, not tar (which older Windows cannot
+    // open either); the member names, directories and times are kept.
+    let mut out = ZipWriter::new(Cursor::new(Vec::new()));
     let mut used = HashSet::new();
     let mut kept = 0usize;
     for m in &members {
@@ -982,10 +939,16 @@ fn tar(data: &[u8], policy: &Policy) -> Verdict {
                 reason: "tar: sanitising deadline reached".into(),
             };
         }
+        let opts = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(1))
+            .last_modified_time(zip_time(m.mtime));
         if m.dir {
-            let dir = format!("{}/", m.name.trim_end_matches('/'));
-            if used.insert(dir.to_lowercase()) {
-                tar_header(&mut out, &dir, 0, m.mtime, b'5');
+            let dir = m.name.trim_end_matches('/').to_string();
+            if !dir.is_empty() && used.insert(format!("{}/", dir.to_lowercase())) {
+                if let Err(err) = out.add_directory(dir, opts) {
+                    return write_failed(&err);
+                }
             }
             continue;
         }
@@ -1003,9 +966,12 @@ fn tar(data: &[u8], policy: &Policy) -> Verdict {
         match disarm_member(&m.name, bytes, &child, &mut used, &mut changes) {
             Member::Keep(files) => {
                 for (name, content) in files {
-                    tar_header(&mut out, &name, content.len() as u64, m.mtime, b'0');
-                    out.extend_from_slice(&content);
-                    out.resize(out.len().div_ceil(512) * 512, 0);
+                    if let Err(err) = out
+                        .start_file(name, opts)
+                        .and_then(|()| out.write_all(&content).map_err(Into::into))
+                    {
+                        return write_failed(&err);
+                    }
                 }
                 kept += 1;
             }
@@ -1029,19 +995,72 @@ fn tar(data: &[u8], policy: &Policy) -> Verdict {
             },
         };
     }
-    out.resize(out.len() + 1024, 0);
-    Verdict::Keep(Disarmed {
-        data: out,
-        content_type: "application/x-tar".into(),
-        extension: None,
-        changes,
-        extra: Vec::new(),
-    })
+    changes.insert(0, "tar archive rebuilt as a zip archive".into());
+    match out.finish() {
+        Ok(cursor) => Verdict::Keep(Disarmed {
+            data: cursor.into_inner(),
+            content_type: "application/zip".into(),
+            extension: Some("zip".into()),
+            changes,
+            extra: Vec::new(),
+        }),
+        Err(err) => write_failed(&err),
+    }
+}
+
+/// A Unix time as a zip (MS-DOS, local = UTC here) time; 1980-01-01 when out of its range.
+fn zip_time(unix: u64) -> zip::DateTime {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (Ok(year), Ok(month), Ok(day)) =
+        (u16::try_from(year), u8::try_from(month), u8::try_from(day))
+    else {
+        return zip::DateTime::DEFAULT;
+    };
+    zip::DateTime::from_date_and_time(
+        year,
+        month,
+        day,
+        (secs / 3600) as u8,
+        (secs / 60 % 60) as u8,
+        (secs % 60) as u8,
+    )
+    .unwrap_or(zip::DateTime::DEFAULT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_times_become_zip_times() {
+        let t = zip_time(1_763_371_805);
+        assert_eq!(
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            (2025, 11, 17, 9, 30, 4)
+        );
+        let t = zip_time(951_868_798);
+        assert_eq!((t.year(), t.month(), t.day()), (2000, 2, 29));
+        assert_eq!(zip_time(0), zip::DateTime::DEFAULT);
+        assert_eq!(zip_time(u64::MAX), zip::DateTime::DEFAULT);
+    }
 
     #[test]
     fn member_names() {

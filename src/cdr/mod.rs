@@ -7,8 +7,13 @@
 //! decided by content ([`crate::sanitise::sniff`]); the declared type and the name are hints
 //! whose disagreement is reported. The policy (`[sanitize.attachments]`) chooses per category:
 //! images are re-encoded from pixels (`image`), PDFs disarmed (`pdf`), OOXML rebuilt without
-//! active parts (`office`), archives inspected member by member through this same function
-//! (`archive`), TNEF unpacked (`tnef`). Whatever the policy does not name is removed.
+//! active parts (`office`), legacy Office reduced to text or removed (`legacy_office`),
+//! archives inspected member by member through this same function (`archive`), TNEF unpacked
+//! (`tnef`), plain text re-encoded as UTF-8 text (`text`, [`text`]). Whatever the policy does
+//! not name is `other` (removed by default). `quarantine` is an action for every key: the
+//! attachment is not delivered ([`Verdict::Quarantine`], the reason naming the key, `office =
+//! quarantine`) and the original message, which holds it, is kept in the quarantine; inside an
+//! archive or a TNEF container a member under `quarantine` holds the whole container.
 
 pub mod archive;
 pub mod filename;
