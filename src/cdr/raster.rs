@@ -11,8 +11,13 @@
 //! reads a byte; the parent kills it at a wall-clock deadline and reaps it, reads its output
 //! through a parser that checks every frame against the limits it asked for (pixels per page,
 //! pages), and builds the output PDF itself from the pixels, so a confused or crashed worker
-//! can only produce an error, never bytes that reach the recipient. On any error the caller
-//! (`cdr::pdf`) disarms the PDF by the normal path instead.
+//! can only produce an error, never bytes that reach the recipient. The caller (`cdr::pdf`)
+//! hands the renderer the already disarmed PDF (fenced load, no scripts, empty-password
+//! encryption undone) and delivers that disarmed PDF instead on any error here.
+//!
+//! Japanese documents often name fonts they do not embed (MS-Mincho, MS-Gothic); the renderer's
+//! built-in fonts are Latin only, so such text is drawn with a system CJK font when the machine
+//! has one ([`CJK_FONTS`]: install fonts-ipafont or fonts-noto-cjk), or is missing otherwise.
 //!
 //! The binary to run is set once per process by [`set_worker`] (main passes its own path,
 //! integration tests pass `CARGO_BIN_EXE_mugaika`); without one, rasterising is not available
@@ -57,7 +62,7 @@ const MEMORY_PER_PIXEL: u64 = 12;
 /// MS-Mincho or MS-Gothic without including them): the first of these present on the machine
 /// (Debian's fonts-ipaexfont, fonts-ipafont, fonts-noto-cjk) is used; without one such text is
 /// drawn with a Latin font, so it is missing from the page images.
-const CJK_FONTS: &[&str] = &[
+pub const CJK_FONTS: &[&str] = &[
     "/usr/share/fonts/opentype/ipaexfont-mincho/ipaexm.ttf",
     "/usr/share/fonts/opentype/ipafont-mincho/ipam.ttf",
     "/usr/share/fonts/truetype/fonts-japanese-mincho.ttf",
