@@ -151,10 +151,36 @@ impl PostgresIndex {
     }
 
     /// Runs `f` on the connection, (re)connecting first when there is none or it was closed.
+    /// Not retried: for statements that must not run twice (a release's audit row).
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, QuarantineError> {
+        self.attempt(f).map_err(|(e, _)| e)
+    }
+
+    /// [`PostgresIndex::with`] for idempotent work (reads, `ON CONFLICT DO NOTHING` inserts,
+    /// status updates): when the connection turns out dead (the server restarted, a
+    /// failover), tried once more on a new one, so that a keep, and the 250 waiting for it,
+    /// survives the first call after a database restart.
+    fn with_retry<T>(
+        &self,
+        f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, QuarantineError> {
+        match self.attempt(&f) {
+            Err((e, true)) => {
+                tracing::warn!(error = %e, "quarantine: PostgreSQL connection lost, reconnecting");
+                self.attempt(&f).map_err(|(e, _)| e)
+            }
+            r => r.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One try; the error says whether the connection was dropped (worth a retry).
+    fn attempt<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, (QuarantineError, bool)> {
         let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             let c = self.config.connect(NoTls).map_err(|e| {
@@ -162,18 +188,34 @@ impl PostgresIndex {
                     QuarantineError::Index(s) => s,
                     other => other.to_string(),
                 };
-                QuarantineError::Index(format!("{why} ({})", redact(&self.url)))
+                (
+                    QuarantineError::Index(format!("{why} ({})", redact(&self.url))),
+                    false,
+                )
             })?;
             *guard = Some(c);
         }
         let Some(client) = guard.as_mut() else {
-            return Err(QuarantineError::Index("postgres: no connection".into()));
+            return Err((
+                QuarantineError::Index("postgres: no connection".into()),
+                false,
+            ));
         };
         let r = f(client);
-        if r.is_err() && client.is_closed() {
-            *guard = None;
+        let mut dropped = false;
+        if let Err(e) = &r {
+            // Anything but an ordinary statement error (a FATAL from the server ending the
+            // session, an I/O or protocol error) leaves a connection not worth keeping: the
+            // next call opens a new one.
+            let statement_error = e
+                .as_db_error()
+                .is_some_and(|d| !matches!(d.severity(), "FATAL" | "PANIC"));
+            if client.is_closed() || e.is_closed() || !statement_error {
+                *guard = None;
+                dropped = true;
+            }
         }
-        r.map_err(pg)
+        r.map_err(|e| (pg(e), dropped))
     }
 }
 
@@ -210,7 +252,7 @@ impl Index for PostgresIndex {
     }
 
     fn stored_key_check(&self) -> Result<Option<String>, QuarantineError> {
-        self.with(|c| {
+        self.with_retry(|c| {
             c.query_opt("SELECT value FROM meta WHERE key = 'keycheck'", &[])?
                 .map(|r| r.try_get(0))
                 .transpose()
@@ -218,7 +260,7 @@ impl Index for PostgresIndex {
     }
 
     fn key_check(&self, candidate: &str) -> Result<String, QuarantineError> {
-        self.with(|c| {
+        self.with_retry(|c| {
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('keycheck', $1) ON CONFLICT (key) \
                  DO NOTHING",
@@ -238,7 +280,7 @@ impl Index for PostgresIndex {
         let actions = json(&rec.actions);
         let stored = i64::try_from(rec.stored_size).unwrap_or(i64::MAX);
         let rcpts = rcpts_lc(rec);
-        self.with(|c| {
+        self.with_retry(|c| {
             let mut tx = c.transaction()?;
             let added = tx.execute(
                 "INSERT INTO messages (id, received_at, client, sender, sender_lc, recipients, \
@@ -276,7 +318,7 @@ impl Index for PostgresIndex {
     }
 
     fn get(&self, id: &str) -> Result<Option<Record>, QuarantineError> {
-        let raw = self.with(|c| {
+        let raw = self.with_retry(|c| {
             c.query_opt(
                 &format!("SELECT {COLUMNS} FROM messages WHERE id = $1"),
                 &[&id],
@@ -293,7 +335,7 @@ impl Index for PostgresIndex {
         let mut out = Vec::new();
         for chunk in ids.chunks(1000) {
             let chunk: Vec<String> = chunk.to_vec();
-            let found: std::collections::HashSet<String> = self.with(|c| {
+            let found: std::collections::HashSet<String> = self.with_retry(|c| {
                 c.query("SELECT id FROM messages WHERE id = ANY($1)", &[&chunk])?
                     .iter()
                     .map(|r| r.try_get(0))
@@ -312,7 +354,7 @@ impl Index for PostgresIndex {
         );
         let boxed: Vec<Box<dyn ToSql + Sync>> = ps.iter().map(to_pg).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        let raws = self.with(|c| {
+        let raws = self.with_retry(|c| {
             c.query(&sql, &refs)?
                 .iter()
                 .map(pg_row)
@@ -322,7 +364,7 @@ impl Index for PostgresIndex {
     }
 
     fn set_status(&self, id: &str, status: Status) -> Result<(), QuarantineError> {
-        self.with(|c| {
+        self.with_retry(|c| {
             c.execute(
                 "UPDATE messages SET status = $2 WHERE id = $1",
                 &[&id, &status.as_str()],
@@ -383,7 +425,7 @@ impl Index for PostgresIndex {
     }
 
     fn releases(&self, id: &str) -> Result<Vec<Release>, QuarantineError> {
-        self.with(|c| {
+        self.with_retry(|c| {
             c.query(
                 "SELECT at, \"by\", \"to\", queued_as FROM releases WHERE id = $1 ORDER BY seq",
                 &[&id],
@@ -403,7 +445,7 @@ impl Index for PostgresIndex {
 
     fn expired(&self, before: SystemTime) -> Result<Vec<String>, QuarantineError> {
         let before = to_ms(before);
-        self.with(|c| {
+        self.with_retry(|c| {
             c.query(
                 "SELECT id FROM messages WHERE received_at < $1 AND status <> 'purged' \
                  ORDER BY received_at",
@@ -418,7 +460,7 @@ impl Index for PostgresIndex {
     fn sender_seen_since(&self, sender: &str, since: SystemTime) -> Result<bool, QuarantineError> {
         let sender = sender.to_lowercase();
         let since = to_ms(since);
-        self.with(|c| {
+        self.with_retry(|c| {
             Ok(c.query_opt(
                 "SELECT 1 FROM messages WHERE sender_lc = $1 AND received_at >= $2 LIMIT 1",
                 &[&sender, &since],

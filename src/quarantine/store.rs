@@ -6,7 +6,7 @@
 //! "MGKQ"  version (1 octet, 1)  nonce (12 octets)  AES-256-GCM ciphertext and tag
 //! ```
 //!
-//! The associated data is the 17-octet header followed by the id, so a blob renamed to
+//! AES-256-GCM is `ring`'s (standard: 12-octet nonce, 16-octet tag). The associated data is the 17-octet header followed by the id, so a blob renamed to
 //! another id (or with its header edited) does not open. The plaintext is one zstd frame of
 //! `original || metadata JSON || metadata length (u32, big-endian)`: the metadata (the
 //! [`NewEntry`] and the SHA-256) lets an orphan blob, whose index row a crash prevented, be
@@ -25,8 +25,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 
 use super::{from_ms, to_ms, NewEntry, QuarantineError, Record, Status};
@@ -52,8 +50,39 @@ const MAX_META: usize = 16 << 20;
 pub struct BlobStore {
     dir: PathBuf,
     blobs: PathBuf,
-    cipher: Aes256Gcm,
+    cipher: Cipher,
     level: i32,
+}
+
+/// AES-256-GCM (12-octet nonce, 16-octet tag appended), by `ring`: its assembly runs at
+/// about 1 GB/s even in a debug build, where generic Rust AES code runs at a few MB/s.
+struct Cipher(ring::aead::LessSafeKey);
+
+impl Cipher {
+    fn new(key: &[u8; KEY_LEN]) -> Option<Cipher> {
+        let k = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key).ok()?;
+        Some(Cipher(ring::aead::LessSafeKey::new(k)))
+    }
+
+    /// Encrypts `buf` in place and appends the tag.
+    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) -> Option<()> {
+        let nonce = ring::aead::Nonce::assume_unique_for_key(*nonce);
+        self.0
+            .seal_in_place_append_tag(nonce, ring::aead::Aad::from(aad), buf)
+            .ok()
+    }
+
+    /// Checks the tag and decrypts `buf` in place, leaving only the plaintext.
+    fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut Vec<u8>) -> Option<()> {
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let n = self
+            .0
+            .open_in_place(nonce, ring::aead::Aad::from(aad), buf)
+            .ok()?
+            .len();
+        buf.truncate(n);
+        Some(())
+    }
 }
 
 /// What [`BlobStore::put`] stored.
@@ -160,7 +189,7 @@ impl BlobStore {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join("key"));
         let key = load_or_create_key(&key_path)?;
-        let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| {
+        let cipher = Cipher::new(&key).ok_or_else(|| {
             QuarantineError::WrongKey(format!("{}: unusable key", key_path.display()))
         })?;
         Ok(BlobStore {
@@ -184,8 +213,8 @@ impl BlobStore {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let mut buf = KEYCHECK_PLAIN.to_vec();
         self.cipher
-            .encrypt_in_place(Nonce::from_slice(&nonce), KEYCHECK_AAD, &mut buf)
-            .map_err(|_| QuarantineError::WrongKey("cannot encrypt the key check".into()))?;
+            .seal(&nonce, KEYCHECK_AAD, &mut buf)
+            .ok_or_else(|| QuarantineError::WrongKey("cannot encrypt the key check".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         Ok(hex(&out))
@@ -207,8 +236,8 @@ impl BlobStore {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let mut buf = ct.to_vec();
         self.cipher
-            .decrypt_in_place(Nonce::from_slice(nonce), KEYCHECK_AAD, &mut buf)
-            .map_err(|_| wrong())?;
+            .open(nonce, KEYCHECK_AAD, &mut buf)
+            .ok_or_else(wrong)?;
         if buf != KEYCHECK_PLAIN {
             return Err(wrong());
         }
@@ -292,8 +321,8 @@ impl BlobStore {
         header.extend_from_slice(&nonce);
         let aad = aad(&header, &entry.id);
         self.cipher
-            .encrypt_in_place(Nonce::from_slice(&nonce), &aad, &mut body)
-            .map_err(|_| QuarantineError::Index("encryption failed".into()))?;
+            .seal(&nonce, &aad, &mut body)
+            .ok_or_else(|| QuarantineError::Index("encryption failed".into()))?;
 
         let tmp = self
             .blobs
@@ -387,8 +416,8 @@ impl BlobStore {
             return Err(corrupt("short header".into()));
         }
         self.cipher
-            .decrypt_in_place(Nonce::from_slice(nonce), &aad(&header, id), &mut body)
-            .map_err(|_| corrupt(format!("{NO_AUTH} (wrong key, wrong id, or damaged)")))?;
+            .open(nonce, &aad(&header, id), &mut body)
+            .ok_or_else(|| corrupt(format!("{NO_AUTH} (wrong key, wrong id, or damaged)")))?;
         let mut plain = Vec::new();
         zstd::stream::read::Decoder::new(body.as_slice())
             .map_err(|e| corrupt(format!("zstd: {e}")))?
