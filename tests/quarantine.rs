@@ -978,6 +978,7 @@ fn a_second_process_lists_shows_exports_and_releases() {
             ok && out.contains("by cli-user") && out.contains("released"),
             "{out}"
         );
+        eprintln!("{}: mugaika quarantine show SHR1\n{out}", db.name());
 
         let (ok, _, err) = cli(&["show", "NOSUCH"], &config);
         assert!(!ok && err.contains("NOSUCH"), "{err}");

@@ -238,7 +238,13 @@ impl Quarantine {
         } else {
             Box::new(PostgresIndex::connect(cfg.database.trim())?)
         };
-        Quarantine::with_index(store, index, cfg.retention.0)
+        let q = Quarantine::with_index(store, index, cfg.retention.0)?;
+        tracing::info!(
+            dir = %cfg.dir.display(),
+            index = %q.inner.index.describe(),
+            "quarantine open"
+        );
+        Ok(q)
     }
 
     fn with_index(
