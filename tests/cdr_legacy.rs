@@ -513,7 +513,28 @@ fn hostile_lengths_are_bounded() {
         deep[l - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
     }
     let deep = cfb_file(&[("PowerPoint Document", deep)]);
-    for data in [xls, ppt, deep] {
+    // Sector chains that loop: every FAT entry of the first FAT sector that continues a chain
+    // points to itself instead.
+    let mut looped = big_doc();
+    let sector = 1usize << u16::from_le_bytes([looped[30], looped[31]]);
+    let fat_sector = u32::from_le_bytes(looped[76..80].try_into().unwrap()) as usize;
+    let at = sector * (fat_sector + 1);
+    let mut changed = 0;
+    for i in 0..sector / 4 {
+        let e = at + 4 * i;
+        let v = u32::from_le_bytes(looped[e..e + 4].try_into().unwrap());
+        if v < 0xFFFF_FFF0 && i != fat_sector {
+            looped[e..e + 4].copy_from_slice(&(i as u32).to_le_bytes());
+            changed += 1;
+        }
+    }
+    assert!(changed > 100);
+    match run_legacy(&looped, "ole2", &a) {
+        Verdict::Remove { reason } => assert!(reason.contains("compound file"), "{reason}"),
+        Verdict::Keep(d) => panic!("a looping sector chain was read: {:?}", d.changes),
+        Verdict::Quarantine { reason } => panic!("held: {reason}"),
+    }
+    for data in [xls, ppt, deep, looped] {
         let t = Instant::now();
         let _ = run_legacy(&data, "ole2", &a);
         assert!(t.elapsed() < Duration::from_secs(5));
