@@ -35,7 +35,9 @@ use crate::config::AttachmentAction;
 /// or reduced to their text (`text`). Encrypted OLE2 documents follow `encrypted_archive`.
 pub fn legacy(data: &[u8], name: &str, policy: &Policy) -> Verdict {
     // An encrypted OOXML document is an OLE2 file holding "EncryptionInfo" and
-    // "EncryptedPackage" streams (directory names in UTF-16LE).
+    // "EncryptedPackage" streams (directory names in UTF-16LE); a .doc/.xls/.ppt says so in
+    // its own records. Checked whatever `legacy_office` says: like a password-protected
+    // archive, it is held (by default) so that its owner can have it released.
     if name == "ole2" && (ole2_encrypted(data) || ole::encrypted(data, &policy.limits)) {
         return archive::encrypted_verdict(policy, "encrypted Office document");
     }
@@ -56,6 +58,7 @@ pub fn legacy(data: &[u8], name: &str, policy: &Policy) -> Verdict {
     }
 }
 
+/// What a legacy format is, and why it is a risk, for the reasons.
 fn what(name: &str) -> &'static str {
     match name {
         "ole2" => "legacy binary Office document (doc/xls/ppt)",
