@@ -10,9 +10,11 @@
 //! and the line ends removed, bidirectional controls (which make text read differently from
 //! how it is stored) removed.
 //!
-//! Names: `.txt`, `.text`, `.csv`, `.tsv`, `.log`, `.json`, `.md` and (inert) `.xml` keep
-//! their extension; any other name gets `.txt`, since Windows chooses the program by the
-//! extension (`run.js`, `setup.bat`, `page.hta` are text that Windows would execute).
+//! Names: `.txt`, `.text`, `.csv`, `.tsv`, `.log`, `.json` and (inert) `.xml` keep their
+//! extension; any other name gets `.txt`, since Windows chooses the program by the extension
+//! (`run.js`, `setup.bat`, `page.hta` are text that Windows would execute; Markdown viewers
+//! render HTML). The cleaned text is typed again: a control character or byte order mark in
+//! front of `#!`, `MZ`, `%PDF-` or `<svg` does not make it text.
 //!
 //! Markup: HTML and SVG are typed by the sniffer and never reach this module (they stay
 //! removed). XML is common in municipal work (e-Gov and e-Tax forms, data exports) and is
@@ -31,13 +33,13 @@
 
 use super::filename;
 use super::{Disarmed, Policy, Verdict};
-use crate::sanitise::sniff;
+use crate::sanitise::sniff::{self, Category};
 
 /// The marker of the EICAR anti-virus test file.
 const EICAR: &[u8] = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE";
 
 /// Extensions a text file keeps; any other becomes `.txt`.
-const KEEP_EXT: &[&str] = &["txt", "text", "csv", "tsv", "log", "json", "md", "xml"];
+const KEEP_EXT: &[&str] = &["txt", "text", "csv", "tsv", "log", "json", "xml"];
 
 /// Markers that make markup active or able to reach outside the file (lower case).
 const ACTIVE_MARKUP: &[&str] = &[
@@ -88,6 +90,8 @@ pub enum NotText {
     Undecodable(usize),
     #[error("markup that a browser could run or that reaches outside the file ({0})")]
     ActiveMarkup(&'static str),
+    #[error("once cleaned it reads as {0}")]
+    Disguised(&'static str),
 }
 
 /// Disarms a text attachment: `name` is the detected type (`text`, `xml`), `filename` the
@@ -132,9 +136,6 @@ pub fn convert(data: &[u8], filename: &str) -> Result<Disarmed, NotText> {
         .text
         .strip_prefix('\u{FEFF}')
         .unwrap_or(&decoded.text);
-    if let Some(marker) = active_markup(text) {
-        return Err(NotText::ActiveMarkup(marker));
-    }
 
     let ext = filename::last_extension(filename);
     let keep_ext = ext.as_deref().is_some_and(|e| KEEP_EXT.contains(&e));
@@ -149,6 +150,14 @@ pub fn convert(data: &[u8], filename: &str) -> Result<Disarmed, NotText> {
     }
     let (mut out, removed) = clean(text);
     changes.extend(removed.changes());
+    // Judged as cleaned: a control character or byte order mark in front of `<svg` or `MZ`
+    // must not hide what the delivered text is.
+    if let Some(marker) = active_markup(&out) {
+        return Err(NotText::ActiveMarkup(marker));
+    }
+    if let Some(d) = sniff::sniff(out.as_bytes()).filter(|d| d.category != Category::Text) {
+        return Err(NotText::Disguised(d.name));
+    }
     if keep_ext && matches!(ext.as_deref(), Some("csv" | "tsv")) {
         let (neutral, n) = neutralise_formulas(&out);
         if n > 0 {
@@ -345,8 +354,8 @@ mod tests {
     #[test]
     fn names_other_than_text_ones_become_txt() {
         assert_eq!(keep(b"x\n", "data.json").extension, None);
-        assert_eq!(keep(b"x\n", "README.md").extension, None);
         for name in [
+            "README.md",
             "run.js",
             "setup.bat",
             "a.vbs",
@@ -392,6 +401,20 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+        // Found once controls and the byte order mark are gone.
+        let bad = b"\xEF\xBB\xBF\x07<?xml version=\"1.0\"?><!DOCTYPE a><a/>";
+        assert!(matches!(
+            convert(bad, "a.xml"),
+            Err(NotText::ActiveMarkup(_))
+        ));
+        for (bad, what) in [
+            (&b"\xEF\xBB\xBF#!/bin/sh\nrm -rf /\n"[..], "script"),
+            (b"\x07MZ this is not a program\n", "pe-executable"),
+            (b"note\n%PDF-1.7 polyglot\n", "pdf"),
+            (b"\x01<svg onload=alert(1)>", "svg"),
+        ] {
+            assert_eq!(convert(bad, "a.txt").unwrap_err(), NotText::Disguised(what));
         }
         // The same words in prose are not markup.
         assert!(convert(b"see <!DOCTYPE> in the manual\n", "a.txt").is_ok());
