@@ -307,7 +307,12 @@ pub fn unlock_with(
                 id: id.to_string(),
                 queued_as,
                 to: recipients,
-                opened: found.zips.iter().map(|z| z.name.clone()).filter(|n| !not_opened.contains(n)).collect(),
+                opened: found
+                    .zips
+                    .iter()
+                    .map(|z| z.name.clone())
+                    .filter(|n| !not_opened.contains(n))
+                    .collect(),
                 not_opened,
                 members,
                 reports,
@@ -377,7 +382,9 @@ impl Attempts {
         let start = len.saturating_sub(ATTEMPTS_TAIL);
         self.file.seek(SeekFrom::Start(start))?;
         let mut text = Vec::new();
-        (&mut self.file).take(ATTEMPTS_TAIL).read_to_end(&mut text)?;
+        (&mut self.file)
+            .take(ATTEMPTS_TAIL)
+            .read_to_end(&mut text)?;
         let mut lines = text.split(|&b| b == b'\n');
         if start > 0 {
             lines.next(); // cut in the middle
@@ -407,7 +414,8 @@ impl Attempts {
         fails.sort_unstable();
         // Allowed again when fewer than `max` failures remain in the window.
         let key = fails[fails.len() - max.max(1)];
-        let until = key.saturating_add(u64::try_from(throttle.window.as_millis()).unwrap_or(u64::MAX));
+        let until =
+            key.saturating_add(u64::try_from(throttle.window.as_millis()).unwrap_or(u64::MAX));
         let wait = until.saturating_sub(ms(now));
         Ok(Some(Duration::from_millis(wait.max(1))))
     }
@@ -587,11 +595,7 @@ fn has_encrypted_member(data: &[u8]) -> bool {
 /// A file name for the attachment: the last path component, controls removed.
 fn safe_attachment_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let s: String = base
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let s: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
     s.trim().to_string()
 }
 
@@ -656,7 +660,10 @@ fn declared_entries(data: &[u8]) -> Option<u64> {
     let tail = data.get(tail_start..)?;
     let pos = memchr::memmem::rfind(tail, b"PK\x05\x06")?;
     let eocd = tail.get(pos..pos + 22)?;
-    Some(u64::from(u16::from_le_bytes([*eocd.get(10)?, *eocd.get(11)?])))
+    Some(u64::from(u16::from_le_bytes([
+        *eocd.get(10)?,
+        *eocd.get(11)?,
+    ])))
 }
 
 /// A member name as written: UTF-8 when valid, else Shift_JIS (Japanese Windows), else
@@ -699,7 +706,9 @@ fn decrypt_zip(
         )));
     }
     if budget.entries < n as u64 {
-        return Err(refuse("too many entries in nested archives together".into()));
+        return Err(refuse(
+            "too many entries in nested archives together".into(),
+        ));
     }
     budget.entries -= n as u64;
     zip.validate_header_consistency()
@@ -727,8 +736,8 @@ fn decrypt_zip(
                 e.last_modified(),
             )
         };
-        let name = crate::cdr::archive::safe_member_name(&raw_name)
-            .map_err(|e| refuse(e.to_string()))?;
+        let name =
+            crate::cdr::archive::safe_member_name(&raw_name).map_err(|e| refuse(e.to_string()))?;
         if !seen.insert(name.trim_end_matches('/').to_lowercase()) {
             return Err(refuse(format!("member name {name:?} occurs twice")));
         }
@@ -747,7 +756,10 @@ fn decrypt_zip(
             // Symbolic links are never delivered (archive inspection drops them too).
             continue;
         }
-        if !matches!(method, CompressionMethod::Stored | CompressionMethod::Deflated) {
+        if !matches!(
+            method,
+            CompressionMethod::Stored | CompressionMethod::Deflated
+        ) {
             return Err(refuse(format!(
                 "member {name:?} uses a compression method that cannot be inspected ({method:?})"
             )));
@@ -774,9 +786,7 @@ fn decrypt_zip(
                 .map_err(|e| refuse(format!("member {name:?}: {e}")))?;
             match read_bounded(&mut f, &name, ratio_cap, limits, budget) {
                 Ok(b) => b,
-                Err(ReadFail::Data) => {
-                    return Err(refuse(format!("member {name:?} is damaged")))
-                }
+                Err(ReadFail::Data) => return Err(refuse(format!("member {name:?} is damaged"))),
                 Err(ReadFail::Limit(why)) => return Err(refuse(why)),
             }
         };
@@ -905,7 +915,9 @@ fn build_message(
     m.extend_from_slice(format!("Message-ID: <unlock.{id}.{stamp}@{host}>\r\n").as_bytes());
     if let Some(orig) = original_msgid {
         let orig = orig.trim_start_matches('<').trim_end_matches('>');
-        m.extend_from_slice(format!("In-Reply-To: <{orig}>\r\nReferences: <{orig}>\r\n").as_bytes());
+        m.extend_from_slice(
+            format!("In-Reply-To: <{orig}>\r\nReferences: <{orig}>\r\n").as_bytes(),
+        );
     }
     let boundary = format!("=_mugaika_unlock_{id}_{stamp}");
     m.extend_from_slice(b"MIME-Version: 1.0\r\n");
@@ -970,7 +982,13 @@ fn base64_lines(m: &mut Vec<u8>, data: &[u8]) {
 
 /// The text of the unlocked message (JIS X 0208 and ASCII only, so that it survives an
 /// ISO-2022-JP output charset).
-fn explanation(lang: Language, id: &str, by: &str, opened: &[Opened], not_opened: &[String]) -> String {
+fn explanation(
+    lang: Language,
+    id: &str,
+    by: &str,
+    opened: &[Opened],
+    not_opened: &[String],
+) -> String {
     let names = |v: &mut dyn Iterator<Item = &str>| v.collect::<Vec<_>>().join(", ");
     let opened_names = names(&mut opened.iter().map(|o| o.name.as_str()));
     let mut s = String::new();
@@ -1085,7 +1103,11 @@ fn queue(
         let report = pipeline::sanitize_file(&input, cfg, &ctx, &inc.group_clean_path(g))?;
         reports.push(report);
         if g > 0 {
-            for r in env.recipients.iter_mut().filter(|r| rcpts.contains(&r.addr)) {
+            for r in env
+                .recipients
+                .iter_mut()
+                .filter(|r| rcpts.contains(&r.addr))
+            {
                 r.clean = Some(group_file(g));
             }
         }
@@ -1206,7 +1228,10 @@ mod tests {
             assert!(!has_encrypted_member(&plain.zip));
             let mut a = ZipArchive::new(Cursor::new(plain.zip)).unwrap();
             let mut s = String::new();
-            a.by_name("a/memo.txt").unwrap().read_to_string(&mut s).unwrap();
+            a.by_name("a/memo.txt")
+                .unwrap()
+                .read_to_string(&mut s)
+                .unwrap();
             assert_eq!(s, "請求書の件\n");
             let wrong = decrypt_zip(&z, b"nope", &l, &mut Budget::new(&l), 0);
             assert!(matches!(wrong, Err(Fail::WrongPassword)), "aes={aes}");
@@ -1224,7 +1249,9 @@ mod tests {
         let z = w.finish().unwrap().into_inner();
         let l = limits();
         match decrypt_zip(&z, b"pw", &l, &mut Budget::new(&l), 0) {
-            Err(Fail::Refused(why)) => assert!(why.contains("ratio") || why.contains("limit"), "{why}"),
+            Err(Fail::Refused(why)) => {
+                assert!(why.contains("ratio") || why.contains("limit"), "{why}")
+            }
             Err(e) => panic!("{e:?}"),
             Ok(_) => panic!("a 4 MiB bomb member passed a 1 MiB budget"),
         }
@@ -1254,7 +1281,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(rfc2231("請求書.zip"), "utf-8''%E8%AB%8B%E6%B1%82%E6%9B%B8.zip");
+        assert_eq!(
+            rfc2231("請求書.zip"),
+            "utf-8''%E8%AB%8B%E6%B1%82%E6%9B%B8.zip"
+        );
         assert_eq!(zip_name("a", 0), "a.zip");
         assert_eq!(zip_name("", 1), "archive-2.zip");
         assert_eq!(safe_attachment_name("..\\x/y.zip"), "y.zip");
