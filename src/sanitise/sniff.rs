@@ -198,8 +198,10 @@ pub fn sniff(data: &[u8]) -> Option<Detected> {
 /// `other`, decides it. Only for attachments: inside a part declared as text, "no signature"
 /// must stay `None` (the binary check looks for signatures past the sample).
 pub fn sniff_attachment(data: &[u8]) -> Option<Detected> {
+    // The sample is enough to type it; the text converter checks the whole file.
+    let sample = &data[..data.len().min(SNIFF_LEN)];
     sniff(data).or_else(|| {
-        looks_text(data).then_some(Detected {
+        looks_text(sample).then_some(Detected {
             name: "text",
             category: Category::Text,
         })
@@ -228,8 +230,13 @@ pub fn looks_text(sample: &[u8]) -> bool {
         Some(i) if i + 1 < sample.len() => &sample[..=i],
         _ => sample,
     };
-    let decoded = crate::mime::charset::decode(None, head);
-    !decoded.had_errors && is_text_charset(decoded.charset)
+    // Without a line feed to cut at, the sample may end inside a character: up to three
+    // trailing octets (a UTF-8 sequence, a Shift_JIS or EUC-JP pair) may be left out.
+    let tries = if head.len() == sample.len() { 4 } else { 1 };
+    (0..tries.min(head.len())).any(|cut| {
+        let decoded = crate::mime::charset::decode(None, &head[..head.len() - cut]);
+        !decoded.had_errors && is_text_charset(decoded.charset)
+    })
 }
 
 /// The charsets [`looks_text`] accepts (names as `crate::mime::charset` reports them).
@@ -634,10 +641,18 @@ mod tests {
         let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("氏名,住所\n山田,東京\n");
         assert_eq!(t(&sjis), text);
         assert_eq!(t(b"\x1b$B$3$s$K$A$O\x1b(B\r\n"), text);
-        // A sample cut in the middle of a character is still text.
+        // A sample cut in the middle of a character is still text, with or without a line
+        // feed before the cut.
         let mut cut = "一行目\n二行目".as_bytes().to_vec();
         cut.pop();
         assert_eq!(t(&cut), text);
+        let mut cut = "一行目、二行目".repeat(3000).into_bytes();
+        cut.truncate(SNIFF_LEN + 1);
+        assert_eq!(cut[..SNIFF_LEN].iter().filter(|&&b| b == b'\n').count(), 0);
+        assert_eq!(t(&cut), text);
+        let long = "一行目、二行目".repeat(5000);
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(&long);
+        assert_eq!(t(&sjis[..SNIFF_LEN + 1]), text);
         assert_eq!(
             t(b"<?xml version=\"1.0\"?><a/>"),
             Some(("xml", Category::Text))
