@@ -598,6 +598,7 @@ const CDR_PHRASES: &[(&str, &str)] = &[
     ("charset {} is not UTF-8 or a Japanese charset", "文字コード {0} は UTF-8 でも日本語の文字コードでもない"),
     ("{} octets could not be decoded", "{0} バイトを文字として読み取れない"),
     ("markup that a browser could run or that reaches outside the file ({})", "ブラウザが実行できる、またはファイルの外を参照するマークアップ ({0})"),
+    ("once cleaned it reads as {}", "制御文字などを除くと {0} として読める内容"),
     ("re-encoded from {} to UTF-8", "{0} から UTF-8 に変換"),
     ("{} undecodable characters replaced by U+FFFD", "読み取れない文字 {0} 個を U+FFFD に置換"),
     ("{} bidirectional control characters removed", "双方向制御文字 {0} 個を削除"),
