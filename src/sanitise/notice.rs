@@ -423,8 +423,8 @@ const CDR_PHRASES: &[(&str, &str)] = &[
     ("{}: scripts are never delivered", "{0}: スクリプトは送付しない"),
     ("{}: HTML attachments are never delivered", "{0}: HTML 形式の添付ファイルは送付しない"),
     ("{}: encrypted content cannot be inspected", "{0}: 暗号化された内容は検査できない"),
-    ("{}: password-protected, cannot be inspected (encrypted_archive = quarantine)", "{0}: パスワードで保護されていて内容を検査できないため隔離保管 (encrypted_archive = quarantine)"),
-    ("{}: password-protected, cannot be inspected (encrypted_archive = remove)", "{0}: パスワードで保護されていて内容を検査できないため削除 (encrypted_archive = remove)"),
+    ("{}: password-protected, cannot be inspected (encrypted_archive = quarantine)", "{t0}: パスワードで保護されていて内容を検査できないため隔離保管 (encrypted_archive = quarantine)"),
+    ("{}: password-protected, cannot be inspected (encrypted_archive = remove)", "{t0}: パスワードで保護されていて内容を検査できないため削除 (encrypted_archive = remove)"),
     // cdr/legacy.rs
     ("{}: {}, macros and embedded objects cannot be removed from it (legacy_office = remove)", "{0}: {t1}、マクロや埋め込みオブジェクトを取り除けないため削除 (legacy_office = remove)"),
     ("{}: {}, its text cannot be extracted ({})", "{0}: {t1}、テキストを取り出せないため削除 ({t2})"),
@@ -433,6 +433,9 @@ const CDR_PHRASES: &[(&str, &str)] = &[
     ("OneNote document (may embed files)", "OneNote 文書 (ファイルを埋め込める形式)"),
     ("OpenDocument file (may carry macros)", "OpenDocument ファイル (マクロを含められる形式)"),
     ("legacy office document", "旧形式の Office 文書"),
+    ("encrypted Office document", "暗号化された Office 文書"),
+    ("zip (member {})", "zip (中のファイル {0})"),
+    ("{} (part {})", "{0} (部分 {1})"),
     ("only the text of the .{} document was kept", ".{0} 文書のテキストだけを残した"),
     ("only the text of the {} document was kept", "{0} 文書のテキストだけを残した"),
     ("text cut at the size limit", "テキストをサイズ上限で切り詰めた"),
@@ -1311,6 +1314,14 @@ mod tests {
             t("ole2: legacy_office = quarantine"),
             "ポリシー (ole2: legacy_office = quarantine) により隔離保管"
         );
+        assert_eq!(
+            t("encrypted Office document: password-protected, cannot be inspected (encrypted_archive = quarantine)"),
+            "暗号化された Office 文書: パスワードで保護されていて内容を検査できないため隔離保管 (encrypted_archive = quarantine)"
+        );
+        assert!(t(
+            "zip-encrypted: password-protected, cannot be inspected (encrypted_archive = remove)"
+        )
+        .starts_with("zip-encrypted: パスワード"));
         // Unknown phrases stay as they are, never dropped.
         assert_eq!(t("a brand new phrase"), "a brand new phrase");
         assert_eq!(t("x: y: z"), "x: y: z");
