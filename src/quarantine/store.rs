@@ -3,16 +3,22 @@
 //! A blob is `dir/blobs/ID.mgq`:
 //!
 //! ```text
-//! "MGKQ"  version (1 octet, 1)  nonce (12 octets)  AES-256-GCM ciphertext and tag
+//! "MGKQ"  version (1 octet, 1)  nonce (12 octets)
+//! chunk 0, chunk 1, ...   each: up to 1 MiB of ciphertext + 16-octet AES-256-GCM tag
 //! ```
 //!
-//! AES-256-GCM is `ring`'s (standard: 12-octet nonce, 16-octet tag). The associated data is the 17-octet header followed by the id, so a blob renamed to
-//! another id (or with its header edited) does not open. The plaintext is one zstd frame of
-//! `original || metadata JSON || metadata length (u32, big-endian)`: the metadata (the
+//! The sealed plaintext is one zstd frame of `original || metadata JSON || metadata length
+//! (u32, big-endian)`, cut into 1 MiB chunks; every chunk is sealed on its own (AES-256-GCM,
+//! by `ring`) with the nonce XOR its index and, as associated data, the 17-octet header, the
+//! id and a last-chunk flag. So a blob renamed to another id, with its header edited, its
+//! chunks reordered, or cut short at a chunk boundary, does not open. The metadata (the
 //! [`NewEntry`] and the SHA-256) lets an orphan blob, whose index row a crash prevented, be
-//! indexed again from the blob alone. The original is streamed from its file into the
-//! compressor, so writing holds only the compressed form in memory; reading decompresses the
-//! whole original into memory (bounded by [`MAX_ORIGINAL`]), which the callers need anyway.
+//! indexed again from the blob alone.
+//!
+//! Memory: writing streams the original file through the hasher, the compressor and the
+//! sealer, holding one chunk (1 MiB) whatever the size of the message. Reading streams the
+//! chunks into the decompressor; the original itself is returned whole (the callers need it
+//! whole), bounded by [`MAX_ORIGINAL`].
 //!
 //! The key is 32 random octets in `key_file` (default `dir/key`), created with mode 0600 if
 //! absent: written to a temporary file, then hard-linked to its name, which fails if another
@@ -39,8 +45,6 @@ const KEYCHECK_PLAIN: &[u8] = b"mugaika quarantine key check v1";
 const KEYCHECK_AAD: &[u8] = b"mugaika keycheck";
 /// Largest original read back (decompressed). Originals are at most `max_message_size`.
 pub const MAX_ORIGINAL: u64 = 1 << 30;
-/// Largest blob read (a compressed original cannot be much larger than the original).
-const MAX_BLOB: u64 = MAX_ORIGINAL + (64 << 20);
 /// How an authentication failure is worded (and recognised).
 const NO_AUTH: &str = "does not authenticate";
 /// Largest metadata record inside a blob.
@@ -272,7 +276,33 @@ impl BlobStore {
     pub fn put(&self, entry: &NewEntry, original: &Path) -> Result<Stored, QuarantineError> {
         let src = File::open(original).map_err(|e| ctx(e, "cannot open", original))?;
         let mut src = BufReader::with_capacity(64 << 10, src);
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), self.level)
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.push(VERSION);
+        header.extend_from_slice(&nonce);
+        let tmp = self
+            .blobs
+            .join(format!(".{}.{:08x}.tmp", entry.id, rand::random::<u32>()));
+        let target = self.path(&entry.id);
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| ctx(e, "cannot create", &tmp))?;
+        // Removes the temporary file on every early return.
+        struct Tmp<'a>(&'a Path);
+        impl Drop for Tmp<'_> {
+            fn drop(&mut self) {
+                let _ = fs::remove_file(self.0);
+            }
+        }
+        let _tmp_guard = Tmp(&tmp);
+        out.write_all(&header)
+            .map_err(|e| ctx(e, "cannot write", &tmp))?;
+        let sealer = SealWriter::new(&self.cipher, nonce, aad(&header, &entry.id), out);
+        let mut enc = zstd::stream::write::Encoder::new(sealer, self.level)
             .map_err(|e| ctx(e, "zstd", original))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 << 10];
@@ -286,7 +316,8 @@ impl BlobStore {
             };
             let chunk = buf.get(..n).unwrap_or_default();
             hasher.update(chunk);
-            enc.write_all(chunk).map_err(|e| ctx(e, "zstd", original))?;
+            enc.write_all(chunk)
+                .map_err(|e| ctx(e, "cannot write", &tmp))?;
             size += n as u64;
         }
         let sha256 = hex(&hasher.finalize());
@@ -311,41 +342,12 @@ impl BlobStore {
             .ok_or_else(|| QuarantineError::Index("metadata too large".into()))?;
         enc.write_all(&meta)
             .and_then(|()| enc.write_all(&meta_len.to_be_bytes()))
-            .map_err(|e| ctx(e, "zstd", original))?;
-        let mut body = enc.finish().map_err(|e| ctx(e, "zstd", original))?;
-
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.push(VERSION);
-        header.extend_from_slice(&nonce);
-        let aad = aad(&header, &entry.id);
-        self.cipher
-            .seal(&nonce, &aad, &mut body)
-            .ok_or_else(|| QuarantineError::Index("encryption failed".into()))?;
-
-        let tmp = self
-            .blobs
-            .join(format!(".{}.{:08x}.tmp", entry.id, rand::random::<u32>()));
-        let target = self.path(&entry.id);
-        let written = (|| -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| ctx(e, "cannot create", &tmp))?;
-            f.write_all(&header)
-                .and_then(|()| f.write_all(&body))
-                .and_then(|()| f.sync_all())
-                .map_err(|e| ctx(e, "cannot write", &tmp))
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-        let stored_size = (HEADER_LEN + body.len()) as u64;
-        drop(body);
+            .map_err(|e| ctx(e, "cannot write", &tmp))?;
+        let sealer = enc.finish().map_err(|e| ctx(e, "cannot write", &tmp))?;
+        let (out, sealed) = sealer.finish().map_err(|e| ctx(e, "cannot write", &tmp))?;
+        out.sync_all().map_err(|e| ctx(e, "cannot fsync", &tmp))?;
+        drop(out);
+        let stored_size = HEADER_LEN as u64 + sealed;
         // A link, unlike a rename, never replaces an existing blob of the same id.
         let mut linked = fs::hard_link(&tmp, &target);
         if let Err(e) = &linked {
@@ -354,7 +356,7 @@ impl BlobStore {
                 linked = fs::rename(&tmp, &target);
             }
         }
-        let _ = fs::remove_file(&tmp);
+        drop(_tmp_guard);
         let result = match linked {
             Ok(()) => Stored {
                 sha256,
@@ -395,36 +397,38 @@ impl BlobStore {
             }
             Err(e) => return Err(ctx(e, "cannot open", &path).into()),
         };
-        let mut raw = Vec::new();
-        f.take(MAX_BLOB + 1)
-            .read_to_end(&mut raw)
-            .map_err(|e| ctx(e, "cannot read", &path))?;
-        if raw.len() as u64 > MAX_BLOB {
-            return Err(corrupt("blob too large".into()));
-        }
-        let stored_size = raw.len() as u64;
-        if raw.len() < HEADER_LEN || raw.get(..4) != Some(MAGIC.as_slice()) {
+        let stored_size = f
+            .metadata()
+            .map_err(|e| ctx(e, "cannot stat", &path))?
+            .len();
+        let mut src = BufReader::with_capacity(64 << 10, f);
+        let mut header = [0u8; HEADER_LEN];
+        if src.read_exact(&mut header).is_err() || header.get(..4) != Some(MAGIC.as_slice()) {
             return Err(corrupt("not a quarantine blob (bad magic)".into()));
         }
-        if raw.get(4) != Some(&VERSION) {
-            return Err(corrupt(format!("unknown blob version {:?}", raw.get(4))));
+        if header.get(4) != Some(&VERSION) {
+            return Err(corrupt(format!("unknown blob version {:?}", header.get(4))));
         }
-        let mut body = raw.split_off(HEADER_LEN);
-        let header = raw;
-        let nonce = header.get(5..HEADER_LEN).unwrap_or_default();
-        if nonce.len() != NONCE_LEN {
-            return Err(corrupt("short header".into()));
-        }
-        self.cipher
-            .open(nonce, &aad(&header, id), &mut body)
-            .ok_or_else(|| corrupt(format!("{NO_AUTH} (wrong key, wrong id, or damaged)")))?;
-        let mut plain = Vec::new();
-        zstd::stream::read::Decoder::new(body.as_slice())
-            .map_err(|e| corrupt(format!("zstd: {e}")))?
-            .take(MAX_ORIGINAL + MAX_META as u64 + 5)
-            .read_to_end(&mut plain)
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(header.get(5..HEADER_LEN).unwrap_or(&[0u8; NONCE_LEN]));
+        let opener = OpenReader::new(&self.cipher, nonce, aad(&header, id), src);
+        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::new(opener))
             .map_err(|e| corrupt(format!("zstd: {e}")))?;
-        drop(body);
+        let mut plain = Vec::new();
+        let read = (&mut dec)
+            .take(MAX_ORIGINAL + MAX_META as u64 + 5)
+            .read_to_end(&mut plain);
+        if let Err(e) = read {
+            let opener = dec.get_ref().get_ref();
+            return Err(if opener.refused {
+                corrupt(format!("{NO_AUTH} (wrong key, wrong id, or damaged)"))
+            } else if opener.io_failed {
+                QuarantineError::Io(ctx(e, "cannot read", &path))
+            } else {
+                corrupt(format!("zstd: {e}"))
+            });
+        }
+        drop(dec);
         let n = plain.len();
         let meta_len = plain
             .get(n.saturating_sub(4)..)
@@ -558,6 +562,194 @@ impl BlobStore {
     }
 }
 
+/// Octets of compressed data sealed per chunk: the memory a keep or a read needs beyond the
+/// original itself.
+const CHUNK: usize = 1 << 20;
+const TAG_LEN: usize = 16;
+
+/// The nonce of chunk `counter`: the blob's random nonce with the counter XORed into its last
+/// four octets (so chunks cannot be reordered or swapped between blobs).
+fn chunk_nonce(base: &[u8; NONCE_LEN], counter: u32) -> [u8; NONCE_LEN] {
+    let mut n = *base;
+    for (b, c) in n.iter_mut().skip(NONCE_LEN - 4).zip(counter.to_be_bytes()) {
+        *b ^= c;
+    }
+    n
+}
+
+/// The associated data of a chunk: the blob's (header and id) and whether it is the last
+/// chunk, so a blob cut at a chunk boundary does not open.
+fn chunk_aad(base: &[u8], last: bool) -> Vec<u8> {
+    let mut a = base.to_vec();
+    a.push(u8::from(last));
+    a
+}
+
+/// Seals what is written into chunks of [`CHUNK`] octets (each with its tag) into `out`.
+struct SealWriter<'a> {
+    cipher: &'a Cipher,
+    nonce: [u8; NONCE_LEN],
+    aad: Vec<u8>,
+    buf: Vec<u8>,
+    counter: u32,
+    out: File,
+    written: u64,
+}
+
+impl<'a> SealWriter<'a> {
+    fn new(cipher: &'a Cipher, nonce: [u8; NONCE_LEN], aad: Vec<u8>, out: File) -> Self {
+        SealWriter {
+            cipher,
+            nonce,
+            aad,
+            buf: Vec::with_capacity(CHUNK + TAG_LEN),
+            counter: 0,
+            out,
+            written: 0,
+        }
+    }
+
+    fn seal(&mut self, last: bool) -> io::Result<()> {
+        let nonce = chunk_nonce(&self.nonce, self.counter);
+        self.cipher
+            .seal(&nonce, &chunk_aad(&self.aad, last), &mut self.buf)
+            .ok_or_else(|| io::Error::other("encryption failed"))?;
+        self.out.write_all(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        self.counter = self
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("original too large"))?;
+        Ok(())
+    }
+
+    /// Seals the last chunk (possibly empty); returns the file and the octets written.
+    fn finish(mut self) -> io::Result<(File, u64)> {
+        self.seal(true)?;
+        Ok((self.out, self.written))
+    }
+}
+
+impl Write for SealWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = (CHUNK - self.buf.len()).min(data.len());
+        self.buf
+            .extend_from_slice(data.get(..n).unwrap_or_default());
+        if self.buf.len() >= CHUNK {
+            self.seal(false)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens the chunks of a blob one at a time, as a plain reader of the compressed stream.
+struct OpenReader<'a, R> {
+    cipher: &'a Cipher,
+    nonce: [u8; NONCE_LEN],
+    aad: Vec<u8>,
+    src: R,
+    counter: u32,
+    /// The current chunk, decrypted, and how much of it was read.
+    plain: Vec<u8>,
+    pos: usize,
+    /// The chunk after the current one, read ahead to know whether the current is the last.
+    ahead: Option<Vec<u8>>,
+    done: bool,
+    /// A chunk did not authenticate.
+    refused: bool,
+    /// Reading the file failed.
+    io_failed: bool,
+}
+
+impl<'a, R: Read> OpenReader<'a, R> {
+    fn new(cipher: &'a Cipher, nonce: [u8; NONCE_LEN], aad: Vec<u8>, src: R) -> Self {
+        OpenReader {
+            cipher,
+            nonce,
+            aad,
+            src,
+            counter: 0,
+            plain: Vec::new(),
+            pos: 0,
+            ahead: None,
+            done: false,
+            refused: false,
+            io_failed: false,
+        }
+    }
+
+    /// Up to one sealed chunk from the file (shorter only at its end).
+    fn raw_chunk(&mut self) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(CHUNK + TAG_LEN);
+        (&mut self.src)
+            .take((CHUNK + TAG_LEN) as u64)
+            .read_to_end(&mut buf)
+            .inspect_err(|_| self.io_failed = true)?;
+        Ok(buf)
+    }
+
+    fn next_chunk(&mut self) -> io::Result<()> {
+        let mut cur = match self.ahead.take() {
+            Some(c) => c,
+            None => self.raw_chunk()?,
+        };
+        let refuse = |this: &mut Self| {
+            this.refused = true;
+            io::Error::new(io::ErrorKind::InvalidData, NO_AUTH)
+        };
+        if cur.len() < TAG_LEN {
+            // Cut off before its last chunk.
+            return Err(refuse(self));
+        }
+        let next = if cur.len() < CHUNK + TAG_LEN {
+            Vec::new()
+        } else {
+            self.raw_chunk()?
+        };
+        let last = next.is_empty();
+        let nonce = chunk_nonce(&self.nonce, self.counter);
+        if self
+            .cipher
+            .open(&nonce, &chunk_aad(&self.aad, last), &mut cur)
+            .is_none()
+        {
+            return Err(refuse(self));
+        }
+        self.counter = self.counter.checked_add(1).ok_or_else(|| refuse(self))?;
+        self.plain = cur;
+        self.pos = 0;
+        if last {
+            self.done = true;
+        } else {
+            self.ahead = Some(next);
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for OpenReader<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.plain.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.next_chunk()?;
+        }
+        let avail = self.plain.get(self.pos..).unwrap_or_default();
+        let n = avail.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), avail.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 fn blob_id(name: &std::ffi::OsStr) -> Option<String> {
     let id = name.to_str()?.strip_suffix(".mgq")?;
     super::valid_id(id).then(|| id.to_string())
@@ -685,6 +877,52 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn large_blobs_stream_and_cut_blobs_do_not_open() {
+        let d = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(d.path(), None, 3).unwrap();
+        let src = d.path().join("big.eml");
+        // Incompressible, so that the blob has several chunks.
+        let body: Vec<u8> = (0..3 * CHUNK + 12345)
+            .map(|_| rand::random::<u8>())
+            .collect();
+        fs::write(&src, &body).unwrap();
+        let st = s.put(&entry("BIG"), &src).unwrap();
+        assert!(st.stored_size > (3 * CHUNK) as u64);
+        assert_eq!(s.get("BIG").unwrap().original, body);
+        let raw = fs::read(s.path("BIG")).unwrap();
+        // Cut after whole chunks: the last one left was not sealed as last.
+        for chunks in 1..=3 {
+            fs::write(
+                s.path("BIG"),
+                &raw[..HEADER_LEN + chunks * (CHUNK + TAG_LEN)],
+            )
+            .unwrap();
+            match s.get("BIG") {
+                Err(QuarantineError::Corrupt { why, .. }) => {
+                    assert!(why.contains(NO_AUTH), "{why}")
+                }
+                other => panic!("cut after {chunks} chunks: {other:?}"),
+            }
+        }
+        // Two chunks swapped.
+        let mut swapped = raw.clone();
+        let (a, b) = (HEADER_LEN, HEADER_LEN + CHUNK + TAG_LEN);
+        let first = raw[a..b].to_vec();
+        swapped[a..b].copy_from_slice(&raw[b..b + CHUNK + TAG_LEN]);
+        swapped[b..b + CHUNK + TAG_LEN].copy_from_slice(&first);
+        fs::write(s.path("BIG"), &swapped).unwrap();
+        assert!(matches!(s.get("BIG"), Err(QuarantineError::Corrupt { .. })));
+        // Header only, or nothing at all.
+        fs::write(s.path("BIG"), &raw[..HEADER_LEN]).unwrap();
+        assert!(matches!(s.get("BIG"), Err(QuarantineError::Corrupt { .. })));
+        fs::write(s.path("BIG"), b"").unwrap();
+        assert!(matches!(s.get("BIG"), Err(QuarantineError::Corrupt { .. })));
+        // Intact again: opens.
+        fs::write(s.path("BIG"), &raw).unwrap();
+        assert_eq!(s.get("BIG").unwrap().original, body);
     }
 
     #[test]

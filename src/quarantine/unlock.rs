@@ -151,6 +151,32 @@ impl UnlockError {
             _ => 75,
         }
     }
+
+    /// The HTTP status for the admin API and page: 400 bad request or id, 404 unknown, 409
+    /// nothing to unlock, 410 purged, 422 wrong password or refused archive, 429 locked out
+    /// (with `Retry-After` from [`UnlockError::retry_after`]), 500 our errors.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            UnlockError::BadRequest(_) => 400,
+            UnlockError::WrongPassword { .. } | UnlockError::Refused(_) => 422,
+            UnlockError::LockedOut { .. } => 429,
+            UnlockError::NothingToUnlock(_) => 409,
+            UnlockError::Quarantine(QuarantineError::NotFound(_)) => 404,
+            UnlockError::Quarantine(QuarantineError::BadId(_)) => 400,
+            UnlockError::Quarantine(QuarantineError::Purged(_)) => 410,
+            UnlockError::Quarantine(QuarantineError::Release(_)) => 409,
+            UnlockError::Sanitize(SanitizeError::Rejected(_)) => 422,
+            _ => 500,
+        }
+    }
+
+    /// Seconds until a locked-out entry may be tried again.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            UnlockError::LockedOut { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        }
+    }
 }
 
 /// Unlocks the encrypted zips of quarantine entry `id` with `password` and queues a clean
@@ -288,6 +314,7 @@ pub fn unlock_with(
         cfg.sanitize.notice_language,
         &cfg.server.hostname,
     );
+    let opened_names: Vec<String> = opened.iter().map(|o| o.name.clone()).collect();
     drop(opened);
     let result = queue(
         q,
@@ -307,12 +334,7 @@ pub fn unlock_with(
                 id: id.to_string(),
                 queued_as,
                 to: recipients,
-                opened: found
-                    .zips
-                    .iter()
-                    .map(|z| z.name.clone())
-                    .filter(|n| !not_opened.contains(n))
-                    .collect(),
+                opened: opened_names,
                 not_opened,
                 members,
                 reports,
@@ -1186,6 +1208,52 @@ pub fn read_password_file(path: &Path) -> std::io::Result<Vec<u8>> {
         }
     }
     Ok(pw)
+}
+
+/// `mugaika quarantine unlock ID --password-file F [--to ADDR]... [--by NAME]`: the body of
+/// the subcommand (`cli.rs` declares it). Prints the outcome; returns the exit code.
+pub fn run_cli(
+    q: &Quarantine,
+    cfg: &Config,
+    id: &str,
+    password_file: &Path,
+    to: &[String],
+    by: &str,
+    out: &mut dyn Write,
+) -> u8 {
+    let password = match read_password_file(password_file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mugaika: password file {}: {e}", password_file.display());
+            return 66; // EX_NOINPUT
+        }
+    };
+    let to = (!to.is_empty()).then_some(to);
+    match unlock(q, id, &password, &cfg.spool.dir, cfg, to, by) {
+        Ok(o) => {
+            let _ = writeln!(
+                out,
+                "unlocked {} by {by}: {} file(s) from {} queued as {} for {}",
+                o.id,
+                o.members,
+                o.opened.join(", "),
+                o.queued_as,
+                o.to.join(", ")
+            );
+            if !o.not_opened.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "not opened by this password (still held): {}",
+                    o.not_opened.join(", ")
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("mugaika: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 #[cfg(test)]
