@@ -6,22 +6,25 @@
 //! audit trail).
 //!
 //! Pieces:
-//! - [`store`]: the blobs, `dir/blobs/ID.mgq`, zstd then AES-256-GCM with the id as associated
-//!   data, and the key file. Whole-buffer: an original (at most `server.max_message_size`) is
-//!   held in memory with its compressed form while it is stored or read, so memory per call is
-//!   bounded by about twice the largest message.
+//! - [`store`]: the blobs, `dir/blobs/ID.mgq`, zstd then AES-256-GCM in 1 MiB chunks with the
+//!   id as associated data, and the key file. Streaming: a keep holds one chunk in memory
+//!   whatever the message size; a read returns the original whole (at most
+//!   `server.max_message_size`), so it holds that plus one chunk.
 //! - [`index`]: the [`Index`] trait and its SQLite implementation (`dir/index.sqlite`);
 //!   [`postgres`]: the PostgreSQL one, for several relays sharing one quarantine (they must
 //!   share `dir` too, where the blobs are).
 //! - [`release`]: queueing an original for delivery with an `X-Mugaika-Released` header.
 //! - [`cli`]: `mugaika quarantine list|show|export|release|purge`.
 //!
-//! Durability: [`Quarantine::keep`] writes the blob to a temporary name, fsyncs it, renames it,
-//! fsyncs the directory, and only then writes the index row (SQLite WAL with
-//! `synchronous=FULL`, or a PostgreSQL commit). A crash between blob and row leaves an orphan
-//! blob; the blob carries its own metadata (encrypted with the original), so
-//! [`Quarantine::recover_orphans`] (run by every [`Quarantine::purge`], hence periodically by
-//! `serve`) puts it back in the index as `held`: nothing kept is ever invisible for long.
+//! Durability: [`Quarantine::keep`] writes the blob to a temporary name, fsyncs it, links it
+//! to its name (a link, unlike a rename, never replaces a blob of the same id), fsyncs the
+//! directory, and only then writes the index row (SQLite WAL with `synchronous=FULL`, or a
+//! PostgreSQL commit). A crash between blob and row leaves an orphan blob (its message was
+//! never acknowledged: the client retries under a new id). The blob carries its own metadata
+//! (encrypted with the original), so [`Quarantine::recover_orphans`] (run by every
+//! [`Quarantine::purge`], hence at `serve`'s start and every `purge_interval`) puts it back in
+//! the index as `held`: every blob is indexed, and an administrator may find such a message
+//! twice, never not at all. Temporary files of a crashed write are removed after an hour.
 //!
 //! With a PostgreSQL index every method blocks on the network: call them from a blocking
 //! thread (`tokio::task::spawn_blocking`), never on a tokio worker thread, where the `postgres`
