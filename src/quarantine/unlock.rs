@@ -1306,6 +1306,64 @@ mod tests {
         }
     }
 
+    /// As archivers write it: a directory entry first (never encrypted), a plain member, then
+    /// the encrypted ones. The sniffer sees an ordinary zip; the central directory tells.
+    #[test]
+    fn directory_first_and_mixed_members() {
+        let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+        let plain = SimpleFileOptions::default();
+        w.add_directory("見積書", plain).unwrap();
+        w.start_file("見積書/readme.txt", plain).unwrap();
+        w.write_all(b"readme").unwrap();
+        let enc = plain.with_aes_encryption(zip::AesMode::Aes128, "pw");
+        w.start_file("見積書/data.csv", enc).unwrap();
+        w.write_all(b"a,b\r\n1,2\r\n").unwrap();
+        let z = w.finish().unwrap().into_inner();
+        assert!(!sniff::sniff(&z).is_some_and(|d| d.category == Category::EncryptedArchive));
+        assert!(has_encrypted_member(&z));
+        let l = limits();
+        let plain = decrypt_zip(&z, b"pw", &l, &mut Budget::new(&l), 0).unwrap();
+        assert_eq!(plain.files, 2);
+        let mut a = ZipArchive::new(Cursor::new(plain.zip)).unwrap();
+        let names: Vec<String> = a
+            .file_names()
+            .filter_map(Result::ok)
+            .map(|n| n.to_string())
+            .collect();
+        assert!(names.contains(&"見積書/data.csv".to_string()), "{names:?}");
+        let mut s = String::new();
+        a.by_name("見積書/data.csv")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "a,b\r\n1,2\r\n");
+        assert!(matches!(
+            decrypt_zip(&z, b"x", &l, &mut Budget::new(&l), 0),
+            Err(Fail::WrongPassword)
+        ));
+        // A zip with nothing encrypted is not for unlocking.
+        let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("a.txt", SimpleFileOptions::default()).unwrap();
+        w.write_all(b"a").unwrap();
+        let z = w.finish().unwrap().into_inner();
+        assert!(!has_encrypted_member(&z));
+    }
+
+    /// Names that climb out of the archive refuse it (before any password is tried).
+    #[test]
+    fn unsafe_names_refused() {
+        let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+        let enc = SimpleFileOptions::default().with_aes_encryption(zip::AesMode::Aes256, "pw");
+        w.start_file("../../etc/cron.d/x", enc).unwrap();
+        w.write_all(b"x").unwrap();
+        let z = w.finish().unwrap().into_inner();
+        let l = limits();
+        match decrypt_zip(&z, b"pw", &l, &mut Budget::new(&l), 0) {
+            Err(Fail::Refused(why)) => assert!(why.contains("climbs out"), "{why}"),
+            other => panic!("{:?}", other.map(|p| p.files)),
+        }
+    }
+
     #[test]
     fn budget_is_enforced() {
         let mut w = ZipWriter::new(Cursor::new(Vec::new()));
