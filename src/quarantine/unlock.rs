@@ -10,8 +10,9 @@
 //!    attempt runs), so the limit holds across the CLI, the admin API and several relays
 //!    sharing one quarantine. While locked out nothing is decrypted at all.
 //! 2. The original is read from the quarantine and its MIME tree walked with the house parser
-//!    ([`crate::mime`]); leaf parts whose content is a zip with encrypted members (typed by
-//!    content, as the sanitiser does) are the candidates. None: [`UnlockError::NothingToUnlock`].
+//!    ([`crate::mime`]); leaf parts whose content is a zip with encrypted members, or a plain
+//!    zip holding such a zip (typed by content, as the sanitiser does), are the candidates.
+//!    None: [`UnlockError::NothingToUnlock`].
 //! 3. Each candidate is decrypted (ZipCrypto and AES, by the zip crate) under the limits of
 //!    archive inspection from `[sanitize]`: entries, uncompressed octets of the whole tree,
 //!    compression ratio per member, nesting depth, the sanitising timeout; unsafe or duplicate
@@ -507,6 +508,7 @@ struct Leaf {
 /// Parser sink keeping the bodies of leaf parts that start like a zip (up to `limit` each).
 struct Finder {
     limit: usize,
+    limits: DecryptLimits,
     headers: Vec<Header>,
     leaf: Option<Leaf>,
     zips: Vec<Candidate>,
@@ -570,7 +572,11 @@ impl Sink for Finder {
             self.too_large.push(name);
             return;
         }
-        if leaf.zip == Some(true) && has_encrypted_member(&leaf.data) {
+        let limits = self.limits;
+        let depth_left = limits.max_depth.saturating_sub(1);
+        if leaf.zip == Some(true)
+            && encrypted_inside(&leaf.data, depth_left, &limits, &mut Budget::new(&limits))
+        {
             self.zips.push(Candidate {
                 name,
                 data: leaf.data,
@@ -582,6 +588,7 @@ impl Sink for Finder {
 fn find_encrypted_zips(original: &[u8], cfg: &Config) -> Found {
     let mut finder = Finder {
         limit: cfg.sanitize.max_attachment_size.as_usize(),
+        limits: DecryptLimits::from_config(cfg),
         headers: Vec::new(),
         leaf: None,
         zips: Vec::new(),
@@ -612,6 +619,50 @@ fn has_encrypted_member(data: &[u8]) -> bool {
         return false;
     };
     (0..zip.len()).any(|i| zip.by_index_data(i).is_ok_and(|e| e.encrypted()))
+}
+
+/// Whether `data` is a zip with a password-protected member, itself or in a plain zip inside
+/// it down to `depth_left` levels (archive inspection holds the whole outer zip then). The
+/// members looked into are read under the limits, from `budget`.
+fn encrypted_inside(
+    data: &[u8],
+    depth_left: usize,
+    limits: &DecryptLimits,
+    budget: &mut Budget,
+) -> bool {
+    if has_encrypted_member(data) {
+        return true;
+    }
+    if depth_left == 0 || declared_entries(data).is_some_and(|n| n > limits.max_entries as u64) {
+        return false;
+    }
+    let Ok(mut zip) = ZipArchive::new(Cursor::new(data)) else {
+        return false;
+    };
+    for i in 0..zip.len().min(limits.max_entries) {
+        let Ok(compressed) = zip.by_index_data(i).map(|e| e.compressed_size()) else {
+            continue;
+        };
+        let mut head = Vec::with_capacity(4);
+        let is_zip = zip
+            .by_index(i)
+            .is_ok_and(|f| f.take(4).read_to_end(&mut head).is_ok() && head == b"PK\x03\x04");
+        if !is_zip {
+            continue;
+        }
+        let Ok(mut f) = zip.by_index(i) else {
+            continue;
+        };
+        let cap = compressed.max(1).saturating_mul(limits.max_ratio);
+        let Ok(inner) = read_bounded(&mut f, "", cap, limits, budget) else {
+            return false;
+        };
+        drop(f);
+        if encrypted_inside(&inner, depth_left - 1, limits, budget) {
+            return true;
+        }
+    }
+    false
 }
 
 /// A file name for the attachment: the last path component, controls removed.
@@ -672,6 +723,8 @@ enum Fail {
 struct Plain {
     zip: Vec<u8>,
     files: usize,
+    /// Encrypted members opened, in this zip and the zips inside it.
+    decrypted: usize,
 }
 
 /// The entry count of the end-of-central-directory record, read before the zip crate builds
@@ -739,7 +792,8 @@ fn decrypt_zip(
     let mut out = ZipWriter::new(Cursor::new(Vec::new()));
     let mut seen = std::collections::HashSet::new();
     let mut files = 0usize;
-    let mut any_encrypted = false;
+    let mut decrypted = 0usize;
+    let mut nested_wrong = false;
     for i in 0..n {
         if Instant::now() >= limits.deadline {
             return Err(refuse("sanitising deadline reached".into()));
@@ -786,7 +840,7 @@ fn decrypt_zip(
                 "member {name:?} uses a compression method that cannot be inspected ({method:?})"
             )));
         }
-        any_encrypted |= encrypted;
+        decrypted += usize::from(encrypted);
         let ratio_cap = compressed.max(1).saturating_mul(limits.max_ratio);
         let bytes = if encrypted {
             let mut f = match zip.by_index_decrypt(i, password) {
@@ -812,18 +866,27 @@ fn decrypt_zip(
                 Err(ReadFail::Limit(why)) => return Err(refuse(why)),
             }
         };
-        // A password-protected zip inside, opened with the same password while the depth
-        // allows (deeper ones stay encrypted, and the sanitiser will hold them).
+        // A password-protected zip inside (or a plain one holding one), opened with the same
+        // password while the depth allows; what stays encrypted the sanitiser will hold.
         let bytes = if depth + 1 < limits.max_depth.max(1)
             && bytes.starts_with(b"PK\x03\x04")
-            && has_encrypted_member(&bytes)
-        {
+            && encrypted_inside(
+                &bytes,
+                limits.max_depth.saturating_sub(depth + 2),
+                limits,
+                budget,
+            ) {
             match decrypt_zip(&bytes, password, limits, budget, depth + 1) {
                 Ok(inner) => {
                     files += inner.files;
+                    decrypted += inner.decrypted;
                     inner.zip
                 }
-                Err(Fail::WrongPassword) => bytes,
+                Err(Fail::WrongPassword) => {
+                    files += 1;
+                    nested_wrong = true;
+                    bytes
+                }
                 Err(e) => return Err(e),
             }
         } else {
@@ -834,14 +897,24 @@ fn decrypt_zip(
             .and_then(|()| out.write_all(&bytes).map_err(Into::into))
             .map_err(|e| refuse(format!("re-packing: {e}")))?;
     }
-    if !any_encrypted && depth == 0 {
-        return Err(refuse("no member is password-protected".into()));
+    if decrypted == 0 {
+        // Nothing opened: the password fits none of the encrypted zips inside (or, at the
+        // top, there was nothing encrypted to open at all).
+        return Err(if depth > 0 || nested_wrong {
+            Fail::WrongPassword
+        } else {
+            refuse("no member is password-protected".into())
+        });
     }
     let zip = out
         .finish()
         .map_err(|e| refuse(format!("re-packing: {e}")))?
         .into_inner();
-    Ok(Plain { zip, files })
+    Ok(Plain {
+        zip,
+        files,
+        decrypted,
+    })
 }
 
 enum ReadFail {
@@ -1347,6 +1420,36 @@ mod tests {
         w.write_all(b"a").unwrap();
         let z = w.finish().unwrap().into_inner();
         assert!(!has_encrypted_member(&z));
+    }
+
+    /// A plain zip around the encrypted one (archive inspection holds the whole outer zip).
+    #[test]
+    fn encrypted_zip_inside_a_plain_one() {
+        let inner = encrypted_zip("secret", true);
+        let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = SimpleFileOptions::default();
+        w.start_file("readme.txt", opts).unwrap();
+        w.write_all(b"see inner.zip").unwrap();
+        w.start_file("inner.zip", opts).unwrap();
+        w.write_all(&inner).unwrap();
+        let outer = w.finish().unwrap().into_inner();
+        let l = limits();
+        assert!(!has_encrypted_member(&outer));
+        assert!(encrypted_inside(&outer, 1, &l, &mut Budget::new(&l)));
+        assert!(!encrypted_inside(&outer, 0, &l, &mut Budget::new(&l)));
+        let plain = decrypt_zip(&outer, b"secret", &l, &mut Budget::new(&l), 0).unwrap();
+        assert_eq!((plain.files, plain.decrypted), (2, 1));
+        let mut a = ZipArchive::new(Cursor::new(plain.zip)).unwrap();
+        let mut inner_plain = Vec::new();
+        a.by_name("inner.zip")
+            .unwrap()
+            .read_to_end(&mut inner_plain)
+            .unwrap();
+        assert!(!encrypted_inside(&inner_plain, 3, &l, &mut Budget::new(&l)));
+        assert!(matches!(
+            decrypt_zip(&outer, b"wrong", &l, &mut Budget::new(&l), 0),
+            Err(Fail::WrongPassword)
+        ));
     }
 
     /// Names that climb out of the archive refuse it (before any password is tried).
