@@ -40,6 +40,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -380,7 +381,11 @@ impl Attempts {
     fn open(quarantine_dir: &Path, id: &str) -> std::io::Result<Attempts> {
         let dir = quarantine_dir.join("unlock");
         let new_dir = !dir.is_dir();
-        std::fs::create_dir_all(&dir)?;
+        // Private like the rest of the quarantine: the files say which entries are attacked.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         if new_dir {
             sync_dir(quarantine_dir)?;
         }
@@ -390,6 +395,7 @@ impl Attempts {
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&path)?;
         if !existed {
             sync_dir(&dir)?;
