@@ -769,7 +769,9 @@ fn base64_runs(data: &[u8]) -> Vec<(usize, String, Vec<u8>)> {
             while j < data.len() && data[j].is_ascii_whitespace() {
                 j += 1;
             }
-            if j >= data.len() || !is_b64_char(data[j]) {
+            // A MIME boundary line (`--...`) ends the run: its `-` and `_` would otherwise
+            // switch the decoding to the URL-safe alphabet and mangle the part before it.
+            if j >= data.len() || !is_b64_char(data[j]) || data[j..].starts_with(b"--") {
                 break;
             }
             i = j;

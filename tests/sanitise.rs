@@ -311,22 +311,41 @@ fn noxxi_hide_filename_attachments_are_removed() {
         if let Some(why) = hidden_payload(&text) {
             failures.push(format!("{}: {why}", f.display()));
         }
-        // Whatever the name trick, what was declared an attachment is removed and reported.
-        if m.actions
+        // Whatever the name trick, what was declared an attachment is removed and reported,
+        // or (its content being plain text, `text = "text"`) delivered as re-encoded text under
+        // a text name, where no name trick reaches the reader.
+        let attachment_actions: Vec<_> = m
+            .actions
             .iter()
-            .any(|a| a.kind == ActionKind::AttachmentRemoved)
-        {
+            .filter(|a| {
+                matches!(
+                    a.kind,
+                    ActionKind::AttachmentRemoved
+                        | ActionKind::AttachmentKept
+                        | ActionKind::AttachmentDisarmed
+                )
+            })
+            .collect();
+        let handled = !attachment_actions.is_empty()
+            && attachment_actions.iter().all(|a| {
+                a.kind == ActionKind::AttachmentRemoved
+                    || (a.detected_type.as_deref() == Some("text")
+                        && (a.reason.split("; ").next().is_some_and(|r| {
+                            r.starts_with("delivered as ") && r.ends_with(".txt")
+                        }) || a.name.as_deref().is_some_and(|n| n.ends_with(".txt"))))
+            });
+        if handled {
             removed += 1;
         } else {
             eprintln!(
-                "{}: no attachment removed: {:?}\n{text:?}",
+                "{}: an attachment neither removed nor delivered as text: {:?}\n{text:?}",
                 f.display(),
                 m.actions
             );
         }
     }
     eprintln!(
-        "noxxi hide-filename: {} mails, {removed} with an attachment removed",
+        "noxxi hide-filename: {} mails, {removed} with every attachment removed or delivered as text",
         files.len()
     );
     assert_eq!(removed, files.len());

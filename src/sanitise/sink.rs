@@ -736,7 +736,8 @@ impl Sanitiser {
 
     /// The end of an attachment part: the policy, then disarm.
     fn end_attachment(&mut self, frame: &Frame, a: AttachLeaf, end: &PartEnd) -> Produced {
-        let detected = sniff::sniff(&a.sample).map(|d| sniff::with_macros(d, a.macros.found()));
+        let detected =
+            sniff::sniff_attachment(&a.sample).map(|d| sniff::with_macros(d, a.macros.found()));
         let plan = policy::attachment_plan(&self.set.attachments, detected, &frame.declared);
         let removed = |this: &Self, kind, reason| {
             let mut act = this.action(frame, kind, reason);
