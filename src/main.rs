@@ -231,14 +231,7 @@ fn run(cli: Cli) -> ExitCode {
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
-    let loaded = Config::load_or_default(path);
-    if let Ok(c) = &loaded {
-        mugaika::cdr::raster::set_page_options(
-            c.sanitize.rasterize_dpi,
-            c.sanitize.max_rasterize_pages,
-        );
-    }
-    loaded.map_err(|e| {
+    Config::load_or_default(path).map_err(|e| {
         eprintln!("mugaika: {e}");
         ExitCode::from(EX_CONFIG)
     })
@@ -405,10 +398,7 @@ fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// Publishes the configuration file anew at every SIGHUP, when it is valid.
-async fn reload_on_sighup(
-    path: Option<PathBuf>,
-    tx: tokio::sync::watch::Sender<Arc<Config>>,
-) {
+async fn reload_on_sighup(path: Option<PathBuf>, tx: tokio::sync::watch::Sender<Arc<Config>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("reload: cannot listen for SIGHUP");

@@ -1132,6 +1132,8 @@ mod tests {
             max_ratio: 10,
             max_depth: 2,
             jpeg_quality: 80,
+            rasterize_dpi: 100,
+            max_rasterize_pages: 50,
             deadline: None,
         };
         {

@@ -46,6 +46,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// JPEG quality when a JPEG is re-encoded as JPEG.
     pub jpeg_quality: u8,
+    /// `pdf = "rasterize"`: page resolution and page cap (per rule, like every limit here).
+    pub rasterize_dpi: u32,
+    pub max_rasterize_pages: usize,
     /// When the whole message's sanitising must be over.
     pub deadline: Option<Instant>,
 }
@@ -60,6 +63,8 @@ impl Limits {
             max_ratio: c.max_archive_ratio,
             max_depth: c.max_archive_depth,
             jpeg_quality: c.jpeg_quality,
+            rasterize_dpi: c.rasterize_dpi,
+            max_rasterize_pages: c.max_rasterize_pages,
             deadline: None,
         }
     }

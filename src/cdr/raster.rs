@@ -22,13 +22,12 @@
 //! The binary to run is set once per process by [`set_worker`] (main passes its own path,
 //! integration tests pass `CARGO_BIN_EXE_mugaika`); without one, rasterising is not available
 //! and the PDF is disarmed. The resolution and page cap come from `sanitize.rasterize_dpi` and
-//! `sanitize.max_rasterize_pages`, set by [`set_page_options`] because [`Limits`] does not carry
-//! them yet.
+//! `sanitize.max_rasterize_pages` through [`Limits`], so a `[[policy]]` rule or a reload can
+//! change them.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -76,8 +75,6 @@ pub const CJK_FONTS: &[&str] = &[
 const MAX_FONT_FILE: u64 = 64 << 20;
 
 static WORKER: RwLock<Option<PathBuf>> = RwLock::new(None);
-static DPI: AtomicU32 = AtomicU32::new(100);
-static MAX_PAGES: AtomicUsize = AtomicUsize::new(50);
 
 /// Sets the binary re-executed as the rendering worker (normally the running mugaika itself).
 pub fn set_worker(path: PathBuf) {
@@ -89,12 +86,6 @@ pub fn set_worker(path: PathBuf) {
 /// The binary set by [`set_worker`], if any.
 pub fn worker() -> Option<PathBuf> {
     WORKER.read().ok().and_then(|w| w.clone())
-}
-
-/// Sets the resolution and page cap (`sanitize.rasterize_dpi`, `sanitize.max_rasterize_pages`).
-pub fn set_page_options(dpi: u32, max_pages: usize) {
-    DPI.store(dpi.clamp(1, 1200), Ordering::Relaxed);
-    MAX_PAGES.store(max_pages, Ordering::Relaxed);
 }
 
 /// Why a PDF was not rasterised.
@@ -143,7 +134,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// Options from the process settings ([`set_worker`], [`set_page_options`]) and `limits`.
+    /// Options from the worker binary ([`set_worker`]) and `limits`.
     /// The worker gets three quarters of the time left to the message, so that a timeout still
     /// leaves time to disarm instead.
     pub fn from_limits(limits: &Limits) -> Result<Options, RasterError> {
@@ -161,8 +152,8 @@ impl Options {
         }
         Ok(Options {
             worker,
-            dpi: DPI.load(Ordering::Relaxed),
-            max_pages: MAX_PAGES.load(Ordering::Relaxed),
+            dpi: limits.rasterize_dpi.clamp(1, 1200),
+            max_pages: limits.max_rasterize_pages,
             max_pixels: limits.max_pixels,
             jpeg_quality: limits.jpeg_quality.clamp(1, 100),
             max_output: limits.max_size,
