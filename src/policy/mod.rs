@@ -269,7 +269,8 @@ impl Policies {
                  disables first contact: the rule is never used",
                 fc.name
             )),
-            (None, d) if d > 0 => w.push(
+            // Only once rules are in use: the built-in defaults must check without warnings.
+            (None, d) if d > 0 && !self.rules.is_empty() => w.push(
                 "policies.first_contact_policy names no rule: first contacts are handled like \
                  everyone else (set it, or first_contact_days = 0 to say so)"
                     .to_string(),
