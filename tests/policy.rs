@@ -552,9 +552,10 @@ fn shadowed_and_unreachable_rules_are_reported() {
             "[[policy]]\nname = \"fc\"\n[policies]\nfirst_contact_policy = \"fc\"\nfirst_contact_days = 0\n",
             &["first_contact_days = 0"],
         ),
-        // First contact days without a rule.
+        // First contact days without a first-contact rule, once rules are in use (the
+        // built-in defaults, with no rules, check clean).
         (
-            "[policies]\nfirst_contact_days = 30\n",
+            "[[policy]]\nname = \"x\"\nsender = [\"@a.example\"]\n[policies]\nfirst_contact_days = 30\n",
             &["first_contact_policy names no rule"],
         ),
     ];
