@@ -230,10 +230,19 @@ pub fn unlock_with(
     if password.is_empty() {
         return Err(UnlockError::BadRequest("the password is empty".into()));
     }
-    let recipients: Vec<String> = match to {
+    let mut recipients: Vec<String> = match to {
         Some(t) if !t.is_empty() => t.iter().map(|a| a.trim().to_string()).collect(),
         _ => rec.recipients.clone(),
     };
+    // One copy per mailbox, however often it was given (domains compare case-insensitively).
+    let mut seen = std::collections::HashSet::new();
+    recipients.retain(|a| {
+        let key = match a.rsplit_once('@') {
+            Some((l, d)) => format!("{l}@{}", d.to_lowercase()),
+            None => a.clone(),
+        };
+        seen.insert(key)
+    });
     if recipients.is_empty() {
         return Err(UnlockError::BadRequest(format!(
             "{id} has no recipient to deliver to"
