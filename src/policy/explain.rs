@@ -162,13 +162,16 @@ pub fn explain(cfg: &Config, req: &Request, out: &mut dyn Write) -> Result<(), E
             a.encrypted_archive.as_str(),
             a.other.as_str()
         )?;
-        let group_cfg = cfg.with_sanitize(resolved.sanitize.clone());
         let clean = tmp.path().join(format!("group-{}.eml", i + 1));
+        // The same context the SMTP session builds for a group, so the run is the real one.
         let ctx = Context {
             temp_dir: Some(tmp.path().to_path_buf()),
+            sanitize: Some(resolved.sanitize.clone()),
+            policy: resolved.rule.clone(),
+            first_contact: resolved.first_contact,
             ..Context::default()
         };
-        match pipeline::sanitize_file(req.message, &group_cfg, &ctx, &clean) {
+        match pipeline::sanitize_file(req.message, cfg, &ctx, &clean) {
             Ok(report) => {
                 writeln!(
                     out,
