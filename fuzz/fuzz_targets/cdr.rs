@@ -101,6 +101,8 @@ fuzz_target!(init: contain_third_party_panics(), |data: &[u8]| {
         image: pick(&mut c, &[A::Reencode, A::Remove]),
         pdf: pick(&mut c, &[A::Disarm, A::Rasterize, A::Text, A::Remove]),
         office: pick(&mut c, &[A::Disarm, A::Text, A::Remove]),
+        legacy_office: pick(&mut c, &[A::Remove, A::Text, A::Quarantine]),
+        text: pick(&mut c, &[A::Text, A::Remove]),
         archive: pick(&mut c, &[A::Inspect, A::Remove]),
         encrypted_archive: pick(&mut c, &[A::Quarantine, A::Remove]),
         other: A::Remove,

@@ -541,7 +541,7 @@ fn disarm_member(
                     n = with_extension(&n, ext);
                 }
                 let n = unique(n, used);
-                changes.push(describe_kept(&format!("{path} ▸ {extra_name}"), &n, &extra));
+                changes.push(describe_kept(&format!("{path} → {extra_name}"), &n, &extra));
                 files.push((n, extra.data));
             }
             Member::Keep(files)

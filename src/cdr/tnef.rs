@@ -395,7 +395,7 @@ pub fn disarm(data: &[u8], policy: &Policy) -> Verdict {
         (_, Some(rtf)) => match decompress_rtf(&rtf, limits.max_size) {
             Ok(raw) => {
                 changes.push("rich text body converted to plain text".into());
-                super::office::rtf_to_text(&raw, limits.max_size)
+                super::legacy::rtf_to_text(&raw, limits.max_size)
             }
             Err(e) => {
                 changes.push(format!("rich text body dropped ({e})"));
