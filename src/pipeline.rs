@@ -319,6 +319,25 @@ fn write_and_verify(
     notice: Option<String>,
 ) -> Result<Report, SanitizeError> {
     let notice_only = notice.is_some();
+    if ctx.first_contact && !notice_only {
+        // First in the notice: it explains the stricter handling of everything below.
+        model.actions.insert(
+            0,
+            Action {
+                part: 0,
+                kind: ActionKind::FirstContact,
+                name: None,
+                declared_type: String::new(),
+                detected_type: None,
+                reason: format!(
+                    "first contact: policy rule {:?} applied",
+                    ctx.policy.as_deref().unwrap_or("")
+                ),
+                bytes_before: 0,
+                bytes_after: 0,
+            },
+        );
+    }
     let opts = RebuildOptions {
         charset: cfg.sanitize.output_charset,
         subject_tag: cfg.sanitize.subject_tag.clone(),

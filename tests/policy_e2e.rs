@@ -122,6 +122,16 @@ fn a_first_contact_gets_the_first_contact_rule_once() {
     sink.expect_count(2, Duration::from_secs(30), Duration::from_millis(300));
     send("other@partner.example", "three");
     sink.expect_count(3, Duration::from_secs(30), Duration::from_millis(500));
+    for m in sink.messages() {
+        let d = String::from_utf8_lossy(&m.data).into_owned();
+        let first = header(&d, "Subject").is_some_and(|s| s.starts_with("[first-contact]"));
+        let text = common::check_clean(&m.data, "first-contact copy").text;
+        assert_eq!(
+            text.contains("初回送信者向けの厳格な無害化ポリシーを適用しました"),
+            first,
+            "the notice says when the first-contact rule applied:\n{text}"
+        );
+    }
     let subjects: Vec<String> = sink
         .messages()
         .iter()

@@ -86,6 +86,8 @@ pub enum ActionKind {
     CharsetFallback,
     /// A part dropped for another reason (oversize, limit, unknown encoding).
     PartRemoved,
+    /// The sender is a first contact: the first-contact policy rule was applied (issue 7).
+    FirstContact,
 }
 
 /// The top-level header fields that pass, decoded. Everything else is dropped.

@@ -254,6 +254,15 @@ fn line(a: &Action, ja: bool) -> String {
                 "The text holds characters ISO-2022-JP cannot carry, so it is sent in UTF-8.".into()
             }
         }
+        ActionKind::FirstContact => {
+            if ja {
+                "初めてメールを受け取る送信者からのため、初回送信者向けの厳格な無害化ポリシーを適用しました。"
+                    .into()
+            } else {
+                "The sender is writing to us for the first time: the stricter first-contact policy was applied."
+                    .into()
+            }
+        }
         ActionKind::PartRemoved => {
             let what = name.map(|n| quoted(&n, ja)).unwrap_or_default();
             if ja {
