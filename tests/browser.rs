@@ -460,6 +460,10 @@ fn browser_login_search_release_screenshot() {
     assert!(dt.text("#lang-switch").contains("English"));
     dt.navigate_by("document.getElementById('lang-switch').click()");
     assert_eq!(dt.eval("document.documentElement.lang"), json!("en"));
+    assert!(dt.text("#login").contains("Log in"));
+    // And back: the rest runs in Japanese, as the administrators use it.
+    dt.navigate_by("document.getElementById('lang-switch').click()");
+    assert_eq!(dt.eval("document.documentElement.lang"), json!("ja"));
 
     // A wrong token first, then the right one.
     dt.navigate_by(
@@ -467,7 +471,7 @@ fn browser_login_search_release_screenshot() {
          document.getElementById('login').click()",
     );
     assert!(
-        dt.text("#error").contains("Wrong token"),
+        dt.text("#error").contains("トークンが違います"),
         "{}",
         dt.text("body")
     );
@@ -509,7 +513,8 @@ fn browser_login_search_release_screenshot() {
     // Release to the original recipient.
     dt.navigate_by("document.getElementById('release').click()");
     let done = dt.text("#released");
-    assert!(done.contains("queued as"), "{}", dt.text("body"));
+    assert!(done.contains("キューID"), "{}", dt.text("body"));
+    assert_eq!(dt.eval("document.documentElement.lang"), json!("ja"));
     assert!(dt.text("#releases").contains("web"), "{}", dt.text("body"));
 
     // The screenshot of the page after the release.

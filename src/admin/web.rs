@@ -226,7 +226,7 @@ header{background:#1d3b5a;color:#fff;padding:.6em 1em;display:flex;align-items:c
 header h1{font-size:1.1em;margin:0;flex:1}header a{color:#fff}\
 main{padding:1em}table{border-collapse:collapse;background:#fff;width:100%;margin:.5em 0 1.2em}\
 th,td{border:1px solid #ccd;padding:.3em .5em;text-align:left;vertical-align:top;\
-word-break:break-all}th{background:#e8ecf2}\
+overflow-wrap:anywhere}th{background:#e8ecf2}\
 form.search{display:flex;flex-wrap:wrap;gap:.5em;align-items:end;background:#fff;padding:.7em;\
 border:1px solid #ccd}form.search label{display:flex;flex-direction:column;font-size:.85em}\
 input,select,button{font-size:1em;padding:.25em}button{cursor:pointer}\
@@ -625,7 +625,7 @@ fn results_table(b: &mut String, records: &[Record], l: Lang) {
             esc(&r.recipients.join(", ")),
             l.code(),
             esc(subject),
-            esc(&r.reason),
+            esc(&kept_text(&r.reason, l)),
             r.status.as_str(),
             status_text(r.status, l),
             id = url(&r.id),
@@ -653,11 +653,40 @@ fn kind_text(kind: &str, l: Lang) -> String {
         "structure-repaired" => "壊れた構造を修復",
         "charset-fallback" => "UTF-8 で出力",
         "part-removed" => "パートを削除",
+        "first-contact" => "初回送信者ポリシーを適用",
         _ => "",
     };
     match l {
         Lang::Ja if !ja.is_empty() => format!("{ja} ({kind})"),
         _ => kind.to_string(),
+    }
+}
+
+/// Why an original is kept (`sanitized`, `clean`, `on-error: ...`, `encrypted archive`).
+fn kept_text(reason: &str, l: Lang) -> String {
+    if l == Lang::En {
+        return reason.to_string();
+    }
+    match reason {
+        "sanitized" => "無害化した (sanitized)".into(),
+        "clean" => "変更なし・再構成のみ (clean)".into(),
+        "encrypted archive" => "暗号化アーカイブを保留 (encrypted archive)".into(),
+        r => match r.strip_prefix("on-error: ") {
+            Some(why) => format!(
+                "無害化できず通知のみ配送 (on-error): {}",
+                crate::sanitise::notice::translate_reason(why)
+            ),
+            None => r.to_string(),
+        },
+    }
+}
+
+/// The action's reason, in Japanese by the notice's own translations (English pieces that
+/// have none stay as they are).
+fn reason_text(reason: &str, l: Lang) -> String {
+    match l {
+        Lang::Ja => crate::sanitise::notice::translate_reason(reason),
+        Lang::En => reason.to_string(),
     }
 }
 
@@ -681,6 +710,7 @@ fn detail_body(b: &mut String, d: &Detail, l: Lang, csrf: &str) {
     );
     let size = r.size.to_string();
     let stored = r.stored_size.to_string();
+    let kept = kept_text(&r.reason, l);
     let rows: [(&str, &str, &str); 12] = [
         ("ID", "ID", &r.id),
         ("受信日時", "Received", &when(r.received_at, l)),
@@ -699,7 +729,7 @@ fn detail_body(b: &mut String, d: &Detail, l: Lang, csrf: &str) {
         ("サイズ", "Size", &size),
         ("保存サイズ", "Stored size", &stored),
         ("SHA-256", "SHA-256", &r.sha256),
-        ("保存理由", "Reason kept", &r.reason),
+        ("保存理由", "Reason kept", &kept),
         ("状態", "Status", status_text(r.status, l)),
         ("", "", ""),
     ];
@@ -740,7 +770,7 @@ fn detail_body(b: &mut String, d: &Detail, l: Lang, csrf: &str) {
                 esc(&json_text(a.get("name"))),
                 esc(&json_text(a.get("declared_type"))),
                 esc(&json_text(a.get("detected_type"))),
-                esc(&json_text(a.get("reason"))),
+                esc(&reason_text(&json_text(a.get("reason")), l)),
                 esc(&json_text(a.get("bytes_before"))),
                 esc(&json_text(a.get("bytes_after"))),
             );
