@@ -761,7 +761,8 @@ where
         )
         .await;
         let mut done: Vec<(Report, &'static str)> = Vec::with_capacity(groups.len());
-        let sanitize_started = Instant::now();
+        // Recorded however this ends (refusals included): the histogram is every sanitising.
+        let _timer = SanitizeTimer(Instant::now());
         for (g, (resolved, rcpts)) in groups.iter().enumerate() {
             let received = received_value(&TraceInfo {
                 helo: &helo.name,
@@ -842,7 +843,7 @@ where
                 }
             }
         }
-        crate::admin::metrics::sanitized(sanitize_started.elapsed());
+        drop(_timer);
         let Some((report, outcome)) = done.first().cloned() else {
             // No recipients cannot happen after RCPT; refuse rather than queue nothing.
             let r = std_replies::local_error();
@@ -1125,6 +1126,15 @@ async fn policy_groups<S: Store>(
         first_contact,
     };
     policies.group(&facts, &recipients)
+}
+
+/// Records the sanitising time of a message when dropped.
+struct SanitizeTimer(Instant);
+
+impl Drop for SanitizeTimer {
+    fn drop(&mut self) {
+        crate::admin::metrics::sanitized(self.0.elapsed());
+    }
 }
 
 /// Which rule applied to which recipients, for the audit record: `rule:a@x,b@x;default:c@x`
