@@ -93,7 +93,7 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
-    /// The quarantine of originals: list, show, export, release, purge.
+    /// The quarantine of originals: list, show, export, release, unlock (PPAP), purge.
     Quarantine {
         #[command(subcommand)]
         action: mugaika::quarantine::cli::Command,

@@ -1,9 +1,10 @@
-//! `mugaika quarantine list|show|export|release|purge`: the administrator's commands, run
+//! `mugaika quarantine list|show|export|release|unlock|purge`: the administrator's commands, run
 //! beside a serving relay (the SQLite index is shared through its busy timeout, a PostgreSQL
 //! one through the database). `main.rs` only declares the subcommand; the work is here.
 //!
 //! Exit codes as for the rest of the CLI (sysexits): 0 success, 65 no such entry or purged,
-//! 75 an error on our side, 78 a bad configuration or a wrong key.
+//! 75 an error on our side, 78 a bad configuration or a wrong key; `unlock` also exits 65 for a
+//! wrong password or nothing to unlock, 66 for an unreadable password file, 75 when locked out.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,23 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Open a password-protected zip held here (PPAP): decrypt it, disarm every member by the
+    /// usual policy and deliver a new clean message (to the original recipients, or --to).
+    /// At most 5 wrong passwords per entry in 15 minutes.
+    Unlock {
+        id: String,
+        /// A file holding the password (one trailing line break is ignored).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// Deliver to these addresses instead of the original recipients (repeatable).
+        #[arg(long = "to")]
+        to: Vec<String>,
+        /// Who unlocks it, for the message and the audit trail (default $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Delete originals older than quarantine.retention (index rows are kept, status purged).
     Purge {
         #[arg(long)]
@@ -89,6 +107,7 @@ pub fn run(cmd: Command) -> u8 {
         | Command::Show { config, .. }
         | Command::Export { config, .. }
         | Command::Release { config, .. }
+        | Command::Unlock { config, .. }
         | Command::Purge { config } => config.clone(),
     };
     let cfg = match Config::load_or_default(config.as_deref()) {
@@ -154,6 +173,16 @@ pub fn run(cmd: Command) -> u8 {
                 writeln!(out, "released {id} by {by}: queued as {queued}")?;
                 Ok(())
             })
+        }
+        Command::Unlock {
+            id,
+            password_file,
+            to,
+            by,
+            ..
+        } => {
+            let by = by.unwrap_or_else(default_by);
+            return super::unlock::run_cli(&q, &cfg, &id, &password_file, &to, &by, &mut out);
         }
         Command::Purge { .. } => q.purge(SystemTime::now()).and_then(|n| {
             writeln!(out, "purged {n} originals older than the retention")?;

@@ -14,7 +14,9 @@
 //!   [`postgres`]: the PostgreSQL one, for several relays sharing one quarantine (they must
 //!   share `dir` too, where the blobs are).
 //! - [`release`]: queueing an original for delivery with an `X-Mugaika-Released` header.
-//! - [`cli`]: `mugaika quarantine list|show|export|release|purge`.
+//! - [`unlock`]: PPAP, a held password-protected zip opened with its password, its members
+//!   disarmed and delivered in a new clean message (never the original).
+//! - [`cli`]: `mugaika quarantine list|show|export|release|unlock|purge`.
 //!
 //! Durability: [`Quarantine::keep`] writes the blob to a temporary name, fsyncs it, links it
 //! to its name (a link, unlike a rename, never replaces a blob of the same id), fsyncs the
@@ -35,6 +37,7 @@ pub mod index;
 pub mod postgres;
 pub mod release;
 pub mod store;
+pub mod unlock;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -345,6 +348,20 @@ impl Quarantine {
         by: &str,
     ) -> Result<String, QuarantineError> {
         release::release(self, id, spool_dir, to, by)
+    }
+
+    /// PPAP: opens the password-protected zips of `id` with `password`, disarms their members
+    /// by the recipients' policy and queues a new clean message (see [`unlock::unlock`]).
+    pub fn unlock(
+        &self,
+        id: &str,
+        password: &[u8],
+        spool_dir: &Path,
+        cfg: &crate::config::Config,
+        to: Option<&[String]>,
+        by: &str,
+    ) -> Result<unlock::UnlockOutcome, unlock::UnlockError> {
+        unlock::unlock(self, id, password, spool_dir, cfg, to, by)
     }
 
     /// Retention: blobs of entries received before `now - retention` are deleted and their
