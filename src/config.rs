@@ -858,8 +858,10 @@ mod tests {
         // The commented-out [[policy]] examples, uncommented, with first contact pointing at
         // the example first-contact rule: what an administrator gets by removing the `# `.
         let text = include_str!("../config/mugaika.toml");
+        // The first line that is exactly `# [[policy]]` (the prose above it names the table too).
         let start = text
-            .find("# [[policy]]")
+            .find("\n# [[policy]]\n")
+            .map(|i| i + 1)
             .expect("the example rules are documented");
         let rules: String = text[start..]
             .lines()
@@ -867,7 +869,8 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         let cfg = Config::parse(&format!(
-            "[policies]\nfirst_contact_policy = \"first-contact\"\n{rules}"
+            "[policies]\nfirst_contact_policy = \"first-contact\"\n\
+             trusted_authserv_ids = [\"mx.city.example.lg.jp\"]\n{rules}"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.policy.len(), 2);
