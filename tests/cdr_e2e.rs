@@ -822,3 +822,50 @@ fn quarantine_by_policy_holds_the_attachment_and_says_so() {
         "{text}"
     );
 }
+
+/// Regression (testdata/cdr/text-attachment-hiding-base64-zip.eml): a .txt attachment whose
+/// text is a zip written in base64 (the noxxi hide-content trick, found by the corpora search
+/// once text attachments were delivered) is not text: removed, and nothing of the zip is in the
+/// clean message in any form.
+#[test]
+fn a_text_attachment_hiding_an_encoded_zip_is_removed() {
+    let msg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/cdr/text-attachment-hiding-base64-zip.eml"
+    ))
+    .unwrap();
+    let (clean, actions) = sanitize_cli(&msg, "");
+    let removed = actions.iter().any(|a| {
+        a["kind"] == "attachment-removed"
+            && a["name"] == "notes.txt"
+            && a["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("encoded object"))
+    });
+    assert!(
+        removed,
+        "notes.txt not removed as an encoded object: {actions:#?}"
+    );
+    assert!(
+        attachments(&clean).is_empty(),
+        "an attachment was delivered"
+    );
+    let text = String::from_utf8_lossy(&clean);
+    // "UEsDB" is the base64 of a zip signature; the outer encoding of the same is "VUVzREI".
+    assert!(!text.contains("UEsDB") && !text.contains("VUVzREI"));
+    // Ordinary text attachments still arrive.
+    let plain = mail(
+        "notes",
+        &[(
+            "memo.txt",
+            "text/plain",
+            "会議は3時からです。\r\n".as_bytes(),
+        )],
+    );
+    let (clean, _) = sanitize_cli(&plain, "");
+    assert_eq!(
+        attachments(&clean).len(),
+        1,
+        "a plain text attachment is delivered"
+    );
+}

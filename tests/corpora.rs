@@ -23,8 +23,9 @@
 //! the hidden EICAR there, so the check cannot pass vacuously.
 //!
 //! The 176 `hide-filename.d` mails hide the name of an attachment whose content says "This
-//! could be a file named 'test.zip'": that content must not survive in any decoding, and the
-//! report must list the attachment as removed.
+//! could be a file named 'test.zip'": the report must list the attachment as removed, or (its
+//! content being plain text, `text = "text"`) as delivered as text under a `.txt` name; when
+//! removed, that content must not survive in any decoding.
 //!
 //! Corpora: `MUGAIKA_CORPORA`, else `../shared/corpora`; when absent the test prints a loud
 //! SKIP, or fails if `MUGAIKA_REQUIRE_CORPORA=1`. `MUGAIKA_KEEP_OUTPUT=1` keeps the clean
@@ -1464,6 +1465,19 @@ fn codes(
 // ---------------------------------------------------------------------------------------------
 
 /// The removal-like action kinds a hidden attachment may be reported under.
+/// A report action for an attachment delivered as re-encoded text under a `.txt` name.
+fn delivered_as_text(a: &serde_json::Value) -> bool {
+    let kind = a["kind"].as_str().unwrap_or("");
+    let delivered_txt = a["reason"]
+        .as_str()
+        .and_then(|r| r.split("; ").next())
+        .is_some_and(|r| r.starts_with("delivered as ") && r.ends_with(".txt"));
+    let kept_txt =
+        kind == "attachment-kept" && a["name"].as_str().is_some_and(|n| n.ends_with(".txt"));
+    a["detected_type"].as_str() == Some("text")
+        && ((kind == "attachment-disarmed" && delivered_txt) || kept_txt)
+}
+
 const REMOVED_KINDS: [&str; 3] = [
     "attachment-removed",
     "part-removed",
@@ -1607,7 +1621,15 @@ fn every_corpus_message_sanitised() {
         };
         let mut needles: Vec<(&'static str, &'static [u8])> =
             vec![("EICAR", EICAR), ("EICAR marker", EICAR_MARK)];
-        if is_hide_filename(&r.rel) {
+        // The hidden attachment's content is plain text: under `text = "text"` it may arrive
+        // as a re-encoded text file under a `.txt` name (the name trick is what must not reach
+        // the reader), and only then may its words appear.
+        let report = reports.get(&r.rel);
+        let text_deliveries = report
+            .and_then(|v| v["report"]["actions"].as_array())
+            .map(|acts| acts.iter().filter(|a| delivered_as_text(a)).count())
+            .unwrap_or(0);
+        if is_hide_filename(&r.rel) && text_deliveries == 0 {
             needles.push(("hidden test.zip content", HIDDEN_ZIP_TEXT));
         }
         let t = Instant::now();
@@ -1619,7 +1641,6 @@ fn every_corpus_message_sanitised() {
         if f.bytes > biggest_expansion.0 {
             biggest_expansion = (f.bytes, r.rel.clone());
         }
-        let report = reports.get(&r.rel);
         let attachments = report
             .and_then(|v| v["report"]["attachments"].as_u64())
             .unwrap_or(0);
@@ -1682,7 +1703,8 @@ fn every_corpus_message_sanitised() {
                 .and_then(|v| v["report"]["actions"].as_array())
                 .cloned()
                 .unwrap_or_default();
-            // The attachment is the application/octet-stream part carrying the test.zip text.
+            // The attachment is the application/octet-stream part carrying the test.zip text:
+            // removed, or delivered as text under a .txt name.
             let removed: Vec<&serde_json::Value> = actions
                 .iter()
                 .filter(|a| {
@@ -1690,9 +1712,13 @@ fn every_corpus_message_sanitised() {
                         && a["declared_type"].as_str() == Some("application/octet-stream")
                 })
                 .collect();
-            if removed.is_empty() {
+            let as_text = actions.iter().any(|a| {
+                a["declared_type"].as_str() == Some("application/octet-stream")
+                    && delivered_as_text(a)
+            });
+            if removed.is_empty() && !as_text {
                 failures.push(format!(
-                    "{}: the hidden attachment is not listed as removed in the report",
+                    "{}: the hidden attachment is neither listed as removed nor delivered as text",
                     r.rel
                 ));
             }
@@ -1702,8 +1728,11 @@ fn every_corpus_message_sanitised() {
             {
                 named_file_zip += 1;
             }
-            if attachments != 0 {
-                failures.push(format!("{}: {attachments} attachment(s) delivered", r.rel));
+            if attachments as usize != text_deliveries {
+                failures.push(format!(
+                    "{}: {attachments} attachment(s) delivered, {text_deliveries} of them as text",
+                    r.rel
+                ));
             }
         }
     }

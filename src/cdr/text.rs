@@ -92,6 +92,8 @@ pub enum NotText {
     ActiveMarkup(&'static str),
     #[error("once cleaned it reads as {0}")]
     Disguised(&'static str),
+    #[error("it carries an encoded object ({0}): text that decodes back into a file")]
+    EncodedObject(String),
 }
 
 /// Disarms a text attachment: `name` is the detected type (`text`, `xml`), `filename` the
@@ -158,6 +160,9 @@ pub fn convert(data: &[u8], filename: &str) -> Result<Disarmed, NotText> {
     if let Some(d) = sniff::sniff(out.as_bytes()).filter(|d| d.category != Category::Text) {
         return Err(NotText::Disguised(d.name));
     }
+    if let Some(what) = encoded_object(&out) {
+        return Err(NotText::EncodedObject(what));
+    }
     if keep_ext && matches!(ext.as_deref(), Some("csv" | "tsv")) {
         let (neutral, n) = neutralise_formulas(&out);
         if n > 0 {
@@ -174,6 +179,31 @@ pub fn convert(data: &[u8], filename: &str) -> Result<Disarmed, NotText> {
         changes,
         extra: Vec::new(),
     })
+}
+
+/// The first encoded object (uuencode, yEnc, BinHex, base64 runs, binary quoted-printable,
+/// PGP blocks) the body-text normaliser would remove from this text, if any. A text
+/// attachment is delivered whole or not at all, so one that carries such an object (a zip
+/// written as base64 in a .txt, the noxxi hide-content trick) is not text: a reader could
+/// decode it back into the file the policy removes.
+fn encoded_object(text: &str) -> Option<String> {
+    use crate::config::{Language, LinkPolicy};
+    use crate::sanitise::text::Normaliser;
+    use crate::sanitise::TextBuffer;
+    let mut probe = Normaliser::new(LinkPolicy::Keep, Language::En);
+    // Never spills: the text is bounded by max_attachment_size and is already in memory.
+    let mut sink = TextBuffer::new(text.len().saturating_add(64 << 10), None);
+    let stats = probe
+        .push(text, &mut sink)
+        .and_then(|()| probe.finish(&mut sink))
+        .ok()?;
+    if let Some(b) = stats.blocks.first() {
+        return Some(match b.detected {
+            Some(d) => format!("{} block holding {d}", b.kind.as_str()),
+            None => format!("{} block", b.kind.as_str()),
+        });
+    }
+    (stats.pgp_encrypted > 0).then(|| "PGP encrypted message".to_string())
 }
 
 /// Control octets that text does not carry (tab, LF, CR, FF and the ISO-2022-JP ESC, SO, SI

@@ -611,6 +611,11 @@ const CDR_PHRASES: &[(&str, &str)] = &[
     ("{} octets could not be decoded", "{0} バイトを文字として読み取れない"),
     ("markup that a browser could run or that reaches outside the file ({})", "ブラウザが実行できる、またはファイルの外を参照するマークアップ ({0})"),
     ("once cleaned it reads as {}", "制御文字などを除くと {0} として読める内容"),
+    ("{} block holding {}", "{1} を含む {0} ブロック"),
+    (
+        "it carries an encoded object ({}): text that decodes back into a file",
+        "符号化されたファイル ({0}) を含むテキスト (復号するとファイルに戻せる)",
+    ),
     ("re-encoded from {} to UTF-8", "{0} から UTF-8 に変換"),
     ("{} undecodable characters replaced by U+FFFD", "読み取れない文字 {0} 個を U+FFFD に置換"),
     ("{} bidirectional control characters removed", "双方向制御文字 {0} 個を削除"),
