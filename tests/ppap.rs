@@ -15,6 +15,9 @@
 //!    under different `[[policy]]` rules yields one clean message per rule (the finance rule
 //!    removes the document, the default disarms it).
 //! 4. A message without an encrypted zip: exit 65, "nothing to unlock".
+//! 5. The admin listener: `POST /api/quarantine/ID/unlock` answers 422 for a wrong password
+//!    and queues the message for the right one; the message page shows the password form for
+//!    a held encrypted archive, and its POST (session and CSRF token) unlocks too.
 //!
 //! smtp-sink missing: a loud SKIP (a failure under `MUGAIKA_REQUIRE_CORPORA=1`).
 
@@ -500,5 +503,249 @@ fn refused_requests() {
     for (id, want) in [("../etc", 65), ("NOSUCHID", 65)] {
         let e = unlock::unlock(&q, id, b"pw", spool, &config, None, "t").unwrap_err();
         assert_eq!(e.exit_code(), want, "{id}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin listener: API and page.
+
+const TOKEN: &str = "ppap-test-token-0123456789";
+
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// One HTTP/1.1 request (Connection: close); the answer must not be chunked (axum sends a
+/// Content-Length for these bodies).
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    use std::net::TcpStream;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += &format!("Content-Length: {}\r\n\r\n", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
+    }
+}
+
+fn header<'a>(r: &'a HttpResponse, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn unlock_through_the_admin_api_and_page() {
+    let tmp = shared_tempdir();
+    let Some(sink) = SmtpSink::start(tmp.path()) else {
+        return;
+    };
+    let mut started = None;
+    for _ in 0..5 {
+        let admin: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+        let mut cfg = ServeConfig::new(sink.addr, &["city.example.lg.jp"]);
+        cfg.admin = vec![
+            "enabled = true".into(),
+            format!("listen = \"{admin}\""),
+            format!("token = {TOKEN:?}"),
+        ];
+        let server = Mugaika::start(&tmp.path().join("relay"), &cfg);
+        if common::wait_until(Duration::from_secs(10), || common::accepting(admin)) {
+            started = Some((server, admin));
+            break;
+        }
+        let mut s = server;
+        s.stop(Duration::from_secs(10));
+    }
+    let (server, admin) = started.expect("the admin listener would not start");
+    let limit = Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut held = Vec::new();
+    for (i, crypto) in [Crypto::Aes256, Crypto::ZipCrypto].iter().enumerate() {
+        let zip = encrypted_zip(*crypto, PASSWORD);
+        let data = mail(&format!("管理画面 {crypto:?}"), ("admin.zip", &zip));
+        assert_eq!(
+            smtp_send(server.addr, SENDER, &[RCPT], &data, limit),
+            Ok(250)
+        );
+        sink.expect_count(i + 1, limit, Duration::ZERO);
+        held.push(held_message(one_new(&sink, &mut seen), "admin.zip").1);
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let json = ("Content-Type", "application/json");
+
+    // The API: no token, a wrong password, then the right one.
+    let path = format!("/api/quarantine/{}/unlock", held[0]);
+    let body = serde_json::json!({ "password": PASSWORD }).to_string();
+    let r = http(admin, "POST", &path, &[json], body.as_bytes());
+    assert_eq!(r.status, 401, "{}", r.body);
+    let wrong = serde_json::json!({ "password": "Bad-Guess-42", "by": "api test" }).to_string();
+    let r = http(
+        admin,
+        "POST",
+        &path,
+        &[json, ("Authorization", &bearer)],
+        wrong.as_bytes(),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("failed attempt 1 of 5"), "{}", r.body);
+    assert!(!r.body.contains("Bad-Guess-42"), "{}", r.body);
+    let right = serde_json::json!({ "password": PASSWORD, "by": "api test" }).to_string();
+    let r = http(
+        admin,
+        "POST",
+        &path,
+        &[json, ("Authorization", &bearer)],
+        right.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["members"], 2, "{v}");
+    assert!(
+        v["queued_as"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    sink.expect_count(3, limit, Duration::from_secs(2));
+    let m = one_new(&sink, &mut seen);
+    let clean = check_clean(&m.data, "unlocked through the API");
+    assert!(clean.text.contains("api test"), "{}", clean.text);
+    assert_eq!(zips(&m.data).len(), 1);
+    // A plain request for an entry with nothing to unlock is a conflict.
+    let plain = zip_of(&[("memo.txt", MEMO_TEXT.as_bytes())]);
+    let data = mail("平文", ("plain.zip", &plain));
+    assert_eq!(
+        smtp_send(server.addr, SENDER, &[RCPT], &data, limit),
+        Ok(250)
+    );
+    sink.expect_count(4, limit, Duration::ZERO);
+    let plain_id = quarantine_id(&one_new(&sink, &mut seen));
+    let r = http(
+        admin,
+        "POST",
+        &format!("/api/quarantine/{plain_id}/unlock"),
+        &[json, ("Authorization", &bearer)],
+        right.as_bytes(),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // The page: log in, the form is on the held message's page, its POST unlocks.
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let r = http(
+        admin,
+        "POST",
+        "/login",
+        &[form],
+        format!("token={}&lang=en", urlencode(TOKEN)).as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let session = header(&r, "set-cookie")
+        .expect("session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let cookie = ("Cookie", session.as_str());
+    let page = http(
+        admin,
+        "GET",
+        &format!("/message/{}?lang=en", held[1]),
+        &[cookie],
+        b"",
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("id=\"unlock-password\"") && page.body.contains("type=\"password\""),
+        "no password form:\n{}",
+        page.body
+    );
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token")
+        .to_string();
+    let unlock_path = format!("/message/{}/unlock", held[1]);
+    // Without the CSRF token: refused, nothing counted or queued.
+    let r = http(
+        admin,
+        "POST",
+        &unlock_path,
+        &[form, cookie],
+        format!("password={}&lang=en", urlencode(PASSWORD)).as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = http(
+        admin,
+        "POST",
+        &unlock_path,
+        &[form, cookie],
+        format!("csrf={csrf}&password=nope&lang=en").as_bytes(),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("Wrong password"), "{}", r.body);
+    let r = http(
+        admin,
+        "POST",
+        &unlock_path,
+        &[form, cookie],
+        format!("csrf={csrf}&password={}&lang=en", urlencode(PASSWORD)).as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("queued as"), "{}", r.body);
+    sink.expect_count(5, limit, Duration::from_secs(2));
+    let m = one_new(&sink, &mut seen);
+    check_unlocked(&m, &held[1], "admin.zip", "web");
+    let log = fs::read_to_string(server.dir.join("mugaika.log")).unwrap();
+    for line in log.lines() {
+        assert!(
+            !line.contains(PASSWORD) && !line.contains("Bad-Guess-42"),
+            "a password in the log: {line}"
+        );
     }
 }

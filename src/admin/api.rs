@@ -8,6 +8,10 @@
 //!   this is the original, hostile bytes and all, and must be shown as another reader sees it).
 //! - `POST /api/quarantine/ID/release`, optional JSON `{"to": ["addr", ...], "by": "name"}`:
 //!   queues the original through the spool; answers `{"queued_as": ID}`.
+//! - `POST /api/quarantine/ID/unlock`, JSON `{"password": "...", "to": [...], "by": "name"}`
+//!   (`to` and `by` optional): PPAP unlock ([`crate::quarantine::unlock`]); answers
+//!   `{"queued_as", "to", "opened", "members"}`, or 422 for a wrong password (counted), 429
+//!   with `Retry-After` when locked out, 409 when there is nothing to unlock.
 //!
 //! Every quarantine call runs in `spawn_blocking`: the index may be PostgreSQL, whose
 //! synchronous client panics on a tokio worker thread, and every call does file I/O.
@@ -39,6 +43,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/quarantine", get(list))
         .route("/api/quarantine/{id}", get(show))
         .route("/api/quarantine/{id}/release", post(release))
+        .route("/api/quarantine/{id}/unlock", post(unlock))
 }
 
 /// An API error: a status and a message, answered as JSON.
@@ -451,6 +456,86 @@ async fn release(
     match r {
         Ok(queued) => Json(serde_json::json!({ "queued_as": queued })).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnlockBody {
+    password: String,
+    to: Option<Vec<String>>,
+    by: Option<String>,
+}
+
+/// An unlock error as JSON, with `Retry-After` when locked out.
+pub fn unlock_error_response(e: &crate::quarantine::unlock::UnlockError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = Json(serde_json::json!({ "error": e.to_string() }));
+    match e.retry_after() {
+        Some(s) => (status, [(header::RETRY_AFTER, s.to_string())], body).into_response(),
+        None => (status, body).into_response(),
+    }
+}
+
+async fn unlock(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        authorize(&st, &headers)?;
+        let q = quarantine(&st)?;
+        // The parser's message could quote the password: a fixed text instead.
+        let req: UnlockBody = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(
+                "bad JSON body: {\"password\": \"...\", \"to\": [...], \"by\": \"name\"}",
+            )
+        })?;
+        let by = req.by.unwrap_or_else(|| "api".into());
+        if !valid_by(&by) {
+            return Err(ApiError::bad_request(
+                "bad by: letters, digits, .-_@+ and spaces",
+            ));
+        }
+        let to = req.to.filter(|t| !t.is_empty());
+        if let Some(bad) = to.iter().flatten().find(|a| !valid_address(a)) {
+            return Err(ApiError::bad_request(format!("bad address: {bad:?}")));
+        }
+        Ok((q, req.password, to, by))
+    }
+    .await;
+    let (q, password, to, by) = match r {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let cfg = st.cfg.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::quarantine::unlock::unlock(
+            &q,
+            &id,
+            password.as_bytes(),
+            &cfg.spool.dir,
+            &cfg,
+            to.as_deref(),
+            &by,
+        )
+    })
+    .await;
+    match done {
+        Ok(Ok(o)) => Json(serde_json::json!({
+            "queued_as": o.queued_as,
+            "to": o.to,
+            "opened": o.opened,
+            "not_opened": o.not_opened,
+            "members": o.members,
+        }))
+        .into_response(),
+        Ok(Err(e)) => unlock_error_response(&e),
+        Err(e) => {
+            tracing::error!(error = %e, "admin: unlock task failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
     }
 }
 

@@ -107,6 +107,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/logout", post(logout))
         .route("/message/{id}", get(message))
         .route("/message/{id}/release", post(release))
+        .route("/message/{id}/unlock", post(unlock))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -848,6 +849,33 @@ fn detail_body(b: &mut String, d: &Detail, l: Lang, csrf: &str) {
             l.t("原本を配送する", "Deliver the original"),
         );
     }
+    // PPAP: the password form, for an original held because of an encrypted archive.
+    if r.status != Status::Purged && r.reason == "encrypted archive" {
+        let _ = write!(
+            b,
+            "<h3>{}</h3><form class=\"search\" method=\"post\" action=\"/message/{}/unlock\">\
+             <label>{}<input id=\"unlock-password\" name=\"password\" type=\"password\" \
+             autocomplete=\"off\" required></label>\
+             <label>{}<input id=\"unlock-to\" name=\"to\" size=\"50\" placeholder=\"{}\"></label>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{}\">\
+             <button id=\"unlock\" type=\"submit\">{}</button></form>",
+            l.t(
+                "パスワード付きZIPを開封（中のファイルを無害化して配送）",
+                "Open the password-protected zip (its files are sanitised and delivered)",
+            ),
+            url(&r.id),
+            l.t("パスワード", "Password"),
+            l.t(
+                "宛先（空欄なら元の宛先）",
+                "To (empty: the original recipients)"
+            ),
+            esc(&r.recipients.join(", ")),
+            esc(csrf),
+            l.code(),
+            l.t("開封する", "Open"),
+        );
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1055,6 +1083,121 @@ async fn release(
             show_message(&st, lang, &csrf, &id, Some(&msg)).await
         }
         Err(e) => api_error_page(lang, &csrf, e),
+    }
+}
+
+#[derive(Default, Deserialize)]
+struct UnlockForm {
+    csrf: Option<String>,
+    lang: Option<String>,
+    to: Option<String>,
+    password: Option<String>,
+}
+
+/// The password form of the message page: PPAP unlock by the recipient or an administrator
+/// ([`crate::quarantine::unlock`]). The password is used for this request only.
+async fn unlock(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<UnlockForm>,
+) -> Response {
+    let lang = Lang::choose(f.lang.as_deref(), &headers);
+    let check = CsrfForm {
+        csrf: f.csrf.clone(),
+        lang: f.lang.clone(),
+        to: None,
+    };
+    let (_, csrf) = match checked_post(&st, &headers, &check, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let to: Vec<String> =
+        f.to.as_deref()
+            .unwrap_or("")
+            .split([',', ' ', '\n', '\r', '\t', '、'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .take(100)
+            .collect();
+    if let Some(bad) = to.iter().find(|a| !api::valid_address(a)) {
+        let msg = format!(
+            "{}: {bad}",
+            lang.t("宛先の形式が正しくありません", "Bad address")
+        );
+        return error_page(lang, Some(&csrf), StatusCode::BAD_REQUEST, &msg);
+    }
+    let Some(q) = st.quarantine.clone() else {
+        return api_error_page(
+            lang,
+            &csrf,
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no quarantine"),
+        );
+    };
+    let password = f.password.unwrap_or_default();
+    let cfg = st.cfg.clone();
+    let rid = id.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let to = (!to.is_empty()).then_some(to);
+        crate::quarantine::unlock::unlock(
+            &q,
+            &rid,
+            password.as_bytes(),
+            &cfg.spool.dir,
+            &cfg,
+            to.as_deref(),
+            "web",
+        )
+    })
+    .await;
+    use crate::quarantine::unlock::UnlockError;
+    match done {
+        Ok(Ok(o)) => {
+            let msg = format!(
+                "{} {}",
+                lang.t(
+                    "パスワード付きZIPを開封し、無害化したファイルを配送キューに入れました。キューID:",
+                    "The zip was opened; its sanitised files were queued as"
+                ),
+                o.queued_as
+            );
+            show_message(&st, lang, &csrf, &id, Some(&msg)).await
+        }
+        Ok(Err(e)) => {
+            let status =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let msg = match &e {
+                UnlockError::WrongPassword { failures, max, .. } => format!(
+                    "{} ({failures}/{max})",
+                    lang.t("パスワードが違います。", "Wrong password.")
+                ),
+                UnlockError::LockedOut { .. } => format!(
+                    "{} ({e})",
+                    lang.t(
+                        "パスワードの誤りが続いたため、しばらく開封できません。",
+                        "Too many wrong passwords: try again later.",
+                    )
+                ),
+                UnlockError::NothingToUnlock(_) => lang
+                    .t(
+                        "このメールにはパスワード付きZIPがありません。",
+                        "This message holds no password-protected zip.",
+                    )
+                    .to_string(),
+                _ => e.to_string(),
+            };
+            error_page(lang, Some(&csrf), status, &msg)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "admin: unlock task failed");
+            error_page(
+                lang,
+                Some(&csrf),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            )
+        }
     }
 }
 
