@@ -666,18 +666,6 @@ fn no_token_refuses_api_and_page() {
     assert!(r.header("set-cookie").is_none());
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// The admin server in process: `/readyz` follows the readiness flags (spool, SMTP listener,
 /// shutdown), a server without a quarantine answers the API with 503, and the graceful
 /// shutdown ends the listener.

@@ -32,15 +32,6 @@ use mail_parser::{MessageParser, MimeHeaders};
 // ---------------------------------------------------------------------------------------------
 // Building mails and documents.
 
-fn b64(data: &[u8]) -> String {
-    use base64::Engine;
-    let e = base64::engine::general_purpose::STANDARD.encode(data);
-    e.as_bytes()
-        .chunks(76)
-        .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
-        .collect()
-}
-
 /// A multipart/mixed mail with a short text and the given attachments (name, type, data).
 fn mail(subject: &str, attachments: &[(&str, &str, &[u8])]) -> Vec<u8> {
     let mut m = format!(
@@ -50,38 +41,14 @@ fn mail(subject: &str, attachments: &[(&str, &str, &[u8])]) -> Vec<u8> {
     for (name, ctype, data) in attachments {
         m += &format!(
             "--e2e-b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
-            b64(data)
+            common::b64(data)
         );
     }
     m += "--e2e-b--\r\n";
     m.into_bytes()
 }
 
-fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opt = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, data) in members {
-        w.start_file(*name, opt).unwrap();
-        w.write_all(data).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 const DOCX_TEXT: &str = "第3回委員会の議事録 e2e-docx-text";
-
-fn docm() -> Vec<u8> {
-    let doc = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body><w:p><w:r><w:t>{DOCX_TEXT}</w:t></w:r></w:p></w:body></w:document>"
-    );
-    zip_of(&[
-        ("[Content_Types].xml", b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/><Default Extension=\"xml\" ContentType=\"application/xml\"/><Default Extension=\"bin\" ContentType=\"application/vnd.ms-office.vbaProject\"/><Override PartName=\"/word/document.xml\" ContentType=\"application/vnd.ms-word.document.macroEnabled.main+xml\"/></Types>"),
-        ("_rels/.rels", b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument\" Target=\"word/document.xml\"/></Relationships>"),
-        ("word/document.xml", doc.as_bytes()),
-        ("word/_rels/document.xml.rels", b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId9\" Type=\"http://schemas.microsoft.com/office/2006/relationships/vbaProject\" Target=\"vbaProject.bin\"/></Relationships>"),
-        ("word/vbaProject.bin", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1 Sub AutoOpen() Shell \"calc\" End Sub"),
-    ])
-}
 
 const PDF_TEXT: &str = "Invoice e2e visible text";
 
@@ -395,7 +362,7 @@ fn smtp_path_delivers_disarmed_documents() {
     };
     let cfg = ServeConfig::new(sink.addr, &["city.example.lg.jp"]);
     let mut server = Mugaika::start(&tmp.path().join("mugaika"), &cfg);
-    let (docm, pdf, jpeg) = (docm(), pdf_with_js(), jpeg_with_exif());
+    let (docm, pdf, jpeg) = (common::docm(DOCX_TEXT), pdf_with_js(), jpeg_with_exif());
     assert!(pdf_active(&pdf).is_some() && ooxml_active(&docm).is_some());
     let msg = mail(
         "CDR e2e",
@@ -729,7 +696,7 @@ fn unzip_map(data: &[u8]) -> std::collections::HashMap<String, Vec<u8>> {
 #[test]
 fn text_attachments_arrive_as_utf8_text_or_are_removed_by_policy() {
     let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("氏名,金額\n山田,=cmd|' /C calc'!A0\n");
-    let zip = zip_of(&[
+    let zip = common::zip_of(&[
         ("list.csv", &sjis),
         ("memo.txt", "議事録\u{202E}gpj.exe\n".as_bytes()),
         (
@@ -795,7 +762,11 @@ fn quarantine_by_policy_holds_the_attachment_and_says_so() {
     let msg = mail(
         "quarantine",
         &[
-            ("minutes.docm", "application/octet-stream", &docm()),
+            (
+                "minutes.docm",
+                "application/octet-stream",
+                &common::docm(DOCX_TEXT),
+            ),
             ("photo.jpg", "image/jpeg", &jpeg_with_exif()),
         ],
     );

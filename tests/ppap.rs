@@ -45,40 +45,6 @@ const DOCX_TEXT: &str = "見積書 ppap-docx-text";
 // ---------------------------------------------------------------------------------------------
 // Building the mails.
 
-fn b64(data: &[u8]) -> String {
-    use base64::Engine;
-    let e = base64::engine::general_purpose::STANDARD.encode(data);
-    e.as_bytes()
-        .chunks(76)
-        .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
-        .collect()
-}
-
-fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opt = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, data) in members {
-        w.start_file(*name, opt).unwrap();
-        w.write_all(data).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
-/// A macro-enabled Word document: a VBA project and its relationship.
-fn docm() -> Vec<u8> {
-    let doc = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body><w:p><w:r><w:t>{DOCX_TEXT}</w:t></w:r></w:p></w:body></w:document>"
-    );
-    zip_of(&[
-        ("[Content_Types].xml", b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/><Default Extension=\"xml\" ContentType=\"application/xml\"/><Default Extension=\"bin\" ContentType=\"application/vnd.ms-office.vbaProject\"/><Override PartName=\"/word/document.xml\" ContentType=\"application/vnd.ms-word.document.macroEnabled.main+xml\"/></Types>"),
-        ("_rels/.rels", b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument\" Target=\"word/document.xml\"/></Relationships>"),
-        ("word/document.xml", doc.as_bytes()),
-        ("word/_rels/document.xml.rels", b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId9\" Type=\"http://schemas.microsoft.com/office/2006/relationships/vbaProject\" Target=\"vbaProject.bin\"/></Relationships>"),
-        ("word/vbaProject.bin", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1 Sub AutoOpen() Shell \"calc\" End Sub"),
-    ])
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Crypto {
     ZipCrypto,
@@ -98,7 +64,7 @@ fn encrypted_zip(crypto: Crypto, password: &str) -> Vec<u8> {
                 .expect("ZipCrypto options")
         }
     };
-    let docm = docm();
+    let docm = common::docm(DOCX_TEXT);
     for (name, data) in [
         ("見積書/見積書.docm", docm.as_slice()),
         ("見積書/memo.txt", MEMO_TEXT.as_bytes()),
@@ -120,7 +86,7 @@ fn mail(subject: &str, attachment: (&str, &[u8])) -> Vec<u8> {
     format!(
         "From: =?UTF-8?B?57WM55CG6YOo?= <{SENDER}>\r\nTo: {RCPT}\r\nSubject: {subject}\r\nDate: Tue, 18 Nov 2025 10:15:00 +0900\r\nMessage-ID: <ppap.{}@partner.example.co.jp>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"ppap-b\"\r\n\r\n--ppap-b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nお見積りを送付します。パスワードは別メールでお送りします。 ppap-body\r\n--ppap-b\r\nContent-Type: application/zip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--ppap-b--\r\n",
         subject.len(),
-        b64(data)
+        common::b64(data)
     )
     .into_bytes()
 }
@@ -402,7 +368,7 @@ fn ppap_unlock_end_to_end() {
     sink.expect_count(5, Duration::ZERO, settle);
 
     // 4. Nothing to unlock.
-    let plain = zip_of(&[("memo.txt", MEMO_TEXT.as_bytes())]);
+    let plain = common::zip_of(&[("memo.txt", MEMO_TEXT.as_bytes())]);
     let data = mail("平文のzip", ("plain.zip", &plain));
     assert_eq!(
         smtp_send(server.addr, SENDER, &[RCPT], &data, limit),
@@ -567,18 +533,6 @@ fn header<'a>(r: &'a HttpResponse, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn unlock_through_the_admin_api_and_page() {
     let tmp = shared_tempdir();
@@ -656,7 +610,7 @@ fn unlock_through_the_admin_api_and_page() {
     assert!(clean.text.contains("api test"), "{}", clean.text);
     assert_eq!(zips(&m.data).len(), 1);
     // A plain request for an entry with nothing to unlock is a conflict.
-    let plain = zip_of(&[("memo.txt", MEMO_TEXT.as_bytes())]);
+    let plain = common::zip_of(&[("memo.txt", MEMO_TEXT.as_bytes())]);
     let data = mail("平文", ("plain.zip", &plain));
     assert_eq!(
         smtp_send(server.addr, SENDER, &[RCPT], &data, limit),
@@ -680,7 +634,7 @@ fn unlock_through_the_admin_api_and_page() {
         "POST",
         "/login",
         &[form],
-        format!("token={}&lang=en", urlencode(TOKEN)).as_bytes(),
+        format!("token={}&lang=en", common::urlencode(TOKEN)).as_bytes(),
     );
     assert_eq!(r.status, 303, "{}", r.body);
     let session = header(&r, "set-cookie")
@@ -717,7 +671,7 @@ fn unlock_through_the_admin_api_and_page() {
         "POST",
         &unlock_path,
         &[form, cookie],
-        format!("password={}&lang=en", urlencode(PASSWORD)).as_bytes(),
+        format!("password={}&lang=en", common::urlencode(PASSWORD)).as_bytes(),
     );
     assert_eq!(r.status, 403, "{}", r.body);
     let r = http(
@@ -734,7 +688,11 @@ fn unlock_through_the_admin_api_and_page() {
         "POST",
         &unlock_path,
         &[form, cookie],
-        format!("csrf={csrf}&password={}&lang=en", urlencode(PASSWORD)).as_bytes(),
+        format!(
+            "csrf={csrf}&password={}&lang=en",
+            common::urlencode(PASSWORD)
+        )
+        .as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("queued as"), "{}", r.body);

@@ -434,14 +434,7 @@ async fn release(
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
         };
-        let by = req.by.unwrap_or_else(|| "api".into());
-        if !valid_by(&by) {
-            return Err(ApiError::bad_request("bad by: letters, digits, .-_@+ and spaces"));
-        }
-        let to = req.to.filter(|t| !t.is_empty());
-        if let Some(bad) = to.iter().flatten().find(|a| !valid_address(a)) {
-            return Err(ApiError::bad_request(format!("bad address: {bad:?}")));
-        }
+        let (by, to) = checked_by_to(req.by, req.to)?;
         let spool_dir = st.cfg.spool.dir.clone();
         let queued = blocking({
             let id = id.clone();
@@ -450,13 +443,32 @@ async fn release(
         })
         .await?;
         tracing::info!(target: "audit", event = "release", id, by, queued_as = %queued, "admin: released");
-        Ok(queued)
+        Ok::<_, ApiError>(queued)
     }
     .await;
     match r {
         Ok(queued) => Json(serde_json::json!({ "queued_as": queued })).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// The `by` (default `api`) and `to` of a release or unlock request, checked so that neither
+/// can inject header fields or SMTP commands; an empty `to` means the original recipients.
+fn checked_by_to(
+    by: Option<String>,
+    to: Option<Vec<String>>,
+) -> Result<(String, Option<Vec<String>>), ApiError> {
+    let by = by.unwrap_or_else(|| "api".into());
+    if !valid_by(&by) {
+        return Err(ApiError::bad_request(
+            "bad by: letters, digits, .-_@+ and spaces",
+        ));
+    }
+    let to = to.filter(|t| !t.is_empty());
+    if let Some(bad) = to.iter().flatten().find(|a| !valid_address(a)) {
+        return Err(ApiError::bad_request(format!("bad address: {bad:?}")));
+    }
+    Ok((by, to))
 }
 
 #[derive(Deserialize)]
@@ -492,17 +504,8 @@ async fn unlock(
                 "bad JSON body: {\"password\": \"...\", \"to\": [...], \"by\": \"name\"}",
             )
         })?;
-        let by = req.by.unwrap_or_else(|| "api".into());
-        if !valid_by(&by) {
-            return Err(ApiError::bad_request(
-                "bad by: letters, digits, .-_@+ and spaces",
-            ));
-        }
-        let to = req.to.filter(|t| !t.is_empty());
-        if let Some(bad) = to.iter().flatten().find(|a| !valid_address(a)) {
-            return Err(ApiError::bad_request(format!("bad address: {bad:?}")));
-        }
-        Ok((q, req.password, to, by))
+        let (by, to) = checked_by_to(req.by, req.to)?;
+        Ok::<_, ApiError>((q, req.password, to, by))
     }
     .await;
     let (q, password, to, by) = match r {

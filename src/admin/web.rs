@@ -1040,22 +1040,10 @@ async fn release(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let to: Vec<String> =
-        f.to.as_deref()
-            .unwrap_or("")
-            .split([',', ' ', '\n', '\r', '\t', '、'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .take(100)
-            .collect();
-    if let Some(bad) = to.iter().find(|a| !api::valid_address(a)) {
-        let msg = format!(
-            "{}: {bad}",
-            lang.t("宛先の形式が正しくありません", "Bad address")
-        );
-        return error_page(lang, Some(&csrf), StatusCode::BAD_REQUEST, &msg);
-    }
+    let to = match form_recipients(f.to.as_deref(), lang, &csrf) {
+        Ok(to) => to,
+        Err(r) => return *r,
+    };
     let Some(q) = st.quarantine.clone() else {
         return api_error_page(
             lang,
@@ -1086,6 +1074,32 @@ async fn release(
     }
 }
 
+/// The optional recipients of a release or unlock form (separated by commas, blanks or `、`,
+/// at most 100), each checked like the API's; a bad one is an error page.
+fn form_recipients(to: Option<&str>, lang: Lang, csrf: &str) -> Result<Vec<String>, Box<Response>> {
+    let to: Vec<String> = to
+        .unwrap_or("")
+        .split([',', ' ', '\n', '\r', '\t', '、'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .take(100)
+        .collect();
+    if let Some(bad) = to.iter().find(|a| !api::valid_address(a)) {
+        let msg = format!(
+            "{}: {bad}",
+            lang.t("宛先の形式が正しくありません", "Bad address")
+        );
+        return Err(Box::new(error_page(
+            lang,
+            Some(csrf),
+            StatusCode::BAD_REQUEST,
+            &msg,
+        )));
+    }
+    Ok(to)
+}
+
 #[derive(Default, Deserialize)]
 struct UnlockForm {
     csrf: Option<String>,
@@ -1112,22 +1126,10 @@ async fn unlock(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let to: Vec<String> =
-        f.to.as_deref()
-            .unwrap_or("")
-            .split([',', ' ', '\n', '\r', '\t', '、'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .take(100)
-            .collect();
-    if let Some(bad) = to.iter().find(|a| !api::valid_address(a)) {
-        let msg = format!(
-            "{}: {bad}",
-            lang.t("宛先の形式が正しくありません", "Bad address")
-        );
-        return error_page(lang, Some(&csrf), StatusCode::BAD_REQUEST, &msg);
-    }
+    let to = match form_recipients(f.to.as_deref(), lang, &csrf) {
+        Ok(to) => to,
+        Err(r) => return *r,
+    };
     let Some(q) = st.quarantine.clone() else {
         return api_error_page(
             lang,
